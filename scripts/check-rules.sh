@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Static checks and unit tests of the Prometheus rules in prometheus/:
+#   - promtool check rules    (syntax, PromQL, templates) of every rule file
+#   - promtool check config   of the example Prometheus configuration
+#   - promtool test rules     (each alert firing and not firing)
+# Needs promtool on PATH (Debian/Ubuntu: apt-get install prometheus).
+set -euo pipefail
+
+cd "$(dirname "$0")/.."
+
+if ! command -v promtool >/dev/null 2>&1; then
+    echo "check-rules: promtool not found on PATH (Debian/Ubuntu: apt-get install prometheus)" >&2
+    exit 1
+fi
+
+shopt -s nullglob
+rule_files=(prometheus/*.rules.yml prometheus/tests/*.rules.yml)
+test_files=(prometheus/tests/*.test.yml)
+if [ ${#rule_files[@]} -eq 0 ] || [ ${#test_files[@]} -eq 0 ]; then
+    echo "check-rules: no rule files or no rule tests found under prometheus/" >&2
+    exit 1
+fi
+
+echo "== promtool check rules"
+promtool check rules "${rule_files[@]}"
+
+echo "== promtool check config"
+promtool check config prometheus/prometheus.example.yml
+
+echo "== promtool test rules"
+promtool test rules "${test_files[@]}"
+
+echo "check-rules: all passed"

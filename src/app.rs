@@ -1,0 +1,262 @@
+//! Start-up and lifecycle: wires config → auth → client → poller → metrics → server.
+//!
+//! [`Application::build`] does everything that can fail at start (demo simulator,
+//! web config, cache file, binding the listener) and reports the bound address, so
+//! tests start the real application on port 0. [`Application::run_until`] runs the
+//! poller and the server until the shutdown token is cancelled, then stops both.
+
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use secrecy::SecretString;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::auth::Authenticator;
+use crate::client::PartnerCenterClient;
+use crate::config::{Config, CustomerConfig, CustomerSelection, Grant};
+use crate::metrics::Telemetry;
+use crate::poller::{Poller, SharedState};
+use crate::retry::Backoff;
+use crate::server::{serve, ServerState};
+use crate::simulator::{SimCosts, Simulator, SimulatorConfig};
+use crate::snapshot::{load_cache, Snapshot};
+use crate::web_config::{TlsAcceptorSource, WebConfig};
+
+/// A built, listening exporter.
+pub struct Application {
+    listener: TcpListener,
+    local_addr: SocketAddr,
+    tls: Option<TlsAcceptorSource>,
+    poller: Arc<Poller>,
+    server_state: Arc<ServerState>,
+    interval: Duration,
+    /// The simulated Partner Center of `--demo`, kept alive with the application.
+    simulator: Option<Simulator>,
+}
+
+impl Application {
+    /// Builds the exporter and binds its listener. The cache file, if any, is loaded
+    /// before the listener opens, so the first scrape already shows the last values.
+    pub async fn build(mut config: Config) -> anyhow::Result<Application> {
+        Self::build_with_backoff(&mut config, Backoff::standard()).await
+    }
+
+    /// As [`Application::build`], with another retry policy (tests use short waits).
+    pub async fn build_with_backoff(
+        config: &mut Config,
+        backoff: Backoff,
+    ) -> anyhow::Result<Application> {
+        let simulator = if config.demo {
+            Some(start_demo(config).await?)
+        } else {
+            None
+        };
+        if config.auth.grant == Grant::ClientCredentials {
+            tracing::warn!(
+                "--auth.grant client-credentials gives an app-only token: Partner Center lists customers with it but refuses service costs, which need App+User (refresh-token grant)"
+            );
+        }
+        for warning in &config.warnings {
+            tracing::warn!("{warning}");
+        }
+
+        let web = match &config.web_config_file {
+            Some(path) => Some(WebConfig::load(path)?),
+            None => None,
+        };
+
+        let telemetry = Arc::new(Telemetry::new().context("creating metrics")?);
+        let http = reqwest::Client::builder()
+            .timeout(config.poll.timeout)
+            .connect_timeout(config.poll.timeout.min(Duration::from_secs(10)))
+            .user_agent(concat!(
+                "partnercenter-exporter/",
+                env!("CARGO_PKG_VERSION")
+            ))
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .context("creating the HTTP client")?;
+        let auth = Arc::new(Authenticator::new(
+            http.clone(),
+            config.auth.clone(),
+            config.partner_center_url.clone(),
+            telemetry.clone(),
+            backoff.clone(),
+        ));
+        let client = Arc::new(PartnerCenterClient::new(
+            http,
+            config.partner_center_url.clone(),
+            auth.clone(),
+            config.poll.rate_limit,
+            telemetry.clone(),
+            backoff,
+        ));
+
+        let snapshot = match &config.poll.cache_file {
+            Some(path) => load_initial_snapshot(path),
+            None => Snapshot::default(),
+        };
+        if let Some(at) = snapshot.poll_last_success {
+            telemetry.restore_poll_last_success(at);
+        }
+        let shared = Arc::new(SharedState::new(snapshot));
+        let poller = Arc::new(Poller::new(
+            client,
+            auth,
+            config.customers.clone(),
+            config.poll.concurrency,
+            config.poll.cache_file.clone(),
+            shared.clone(),
+            telemetry.clone(),
+        ));
+
+        let listener = bind(&config.listen_address).await?;
+        let local_addr = listener.local_addr()?;
+        let tls = web.as_ref().and_then(WebConfig::tls);
+        let server_state = Arc::new(ServerState::new(
+            shared,
+            telemetry,
+            config.telemetry_path.clone(),
+            web.as_ref(),
+        ));
+        tracing::info!(
+            address = %local_addr,
+            tls = tls.is_some(),
+            telemetry_path = %config.telemetry_path,
+            interval = %humantime::format_duration(config.poll.interval),
+            "listening"
+        );
+        Ok(Application {
+            listener,
+            local_addr,
+            tls,
+            poller,
+            server_state,
+            interval: config.poll.interval,
+            simulator,
+        })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// The poller, for tests that drive polls with `poll_once`.
+    pub fn poller(&self) -> Arc<Poller> {
+        self.poller.clone()
+    }
+
+    /// The demo simulator, if running with `--demo`.
+    pub fn simulator(&self) -> Option<&Simulator> {
+        self.simulator.as_ref()
+    }
+
+    /// Serves and polls until `shutdown` is cancelled; returns once drained.
+    pub async fn run_until(self, shutdown: CancellationToken) -> anyhow::Result<()> {
+        self.run(shutdown, true).await
+    }
+
+    /// Serves until `shutdown` without polling in the background (tests call
+    /// `poll_once` themselves).
+    pub async fn serve_only(self, shutdown: CancellationToken) -> anyhow::Result<()> {
+        self.run(shutdown, false).await
+    }
+
+    async fn run(self, shutdown: CancellationToken, poll: bool) -> anyhow::Result<()> {
+        self.server_state.ready.store(true, Ordering::SeqCst);
+        let poller = poll.then(|| {
+            tokio::spawn(
+                self.poller
+                    .clone()
+                    .run(self.interval, shutdown.child_token()),
+            )
+        });
+        serve(self.listener, self.tls, self.server_state, shutdown).await;
+        if let Some(poller) = poller {
+            let _ = poller.await;
+        }
+        if let Some(sim) = self.simulator {
+            sim.shutdown().await;
+        }
+        tracing::info!("stopped");
+        Ok(())
+    }
+}
+
+fn load_initial_snapshot(path: &std::path::Path) -> Snapshot {
+    match load_cache(path) {
+        Ok(Some(snapshot)) => {
+            tracing::info!(
+                path = %path.display(),
+                customers = snapshot.customers.len(),
+                "serving the cached snapshot until the first poll ends"
+            );
+            snapshot
+        }
+        Ok(None) => {
+            tracing::info!(path = %path.display(), "no cache file yet; it is written after the first poll");
+            Snapshot::default()
+        }
+        Err(err) => {
+            tracing::warn!(error = %err, "ignoring the cache file; it is rewritten after the first poll");
+            Snapshot::default()
+        }
+    }
+}
+
+async fn bind(address: &str) -> anyhow::Result<TcpListener> {
+    TcpListener::bind(address)
+        .await
+        .with_context(|| format!("--web.listen-address: cannot listen on {address}"))
+}
+
+/// Starts the built-in simulator and points the configuration at it: its URL, its
+/// credentials (refresh-token grant, kept in memory), and budgets for a few customers
+/// so the budget panels and alerts have something to show.
+async fn start_demo(config: &mut Config) -> anyhow::Result<Simulator> {
+    let sim = Simulator::start(SimulatorConfig::default())
+        .await
+        .context("starting the demo simulator")?;
+    let creds = sim.credentials();
+    config.partner_center_url = sim.url();
+    config.auth.authority = sim.url();
+    config.auth.tenant = creds.tenant;
+    config.auth.client_id = creds.client_id;
+    config.auth.client_secret = Some(SecretString::from(creds.client_secret));
+    config.auth.grant = Grant::RefreshToken;
+    config.auth.refresh_token = Some(SecretString::from(creds.refresh_token));
+    config.auth.refresh_token_file = None;
+    if config.customers.discover && config.customers.customers.is_empty() {
+        config.customers = CustomerSelection {
+            discover: true,
+            customers: demo_budgets(&sim),
+        };
+    }
+    tracing::info!(url = %sim.url(), customers = sim.customers().len(), "demo: simulated Partner Center started");
+    Ok(sim)
+}
+
+/// Budgets for every fifth customer: alternately under and over current spend.
+fn demo_budgets(sim: &Simulator) -> Vec<CustomerConfig> {
+    sim.customers()
+        .into_iter()
+        .enumerate()
+        .filter(|(i, _)| i % 5 == 2)
+        .filter_map(|(i, c)| {
+            let SimCosts::Generated(details) = &c.costs else {
+                return None;
+            };
+            let spend: f64 = details.iter().map(|d| d.pretax + d.tax).sum();
+            let factor = if i % 10 == 2 { 1.5 } else { 0.8 };
+            Some(CustomerConfig {
+                id: c.id,
+                name: None,
+                budget: Some((spend * factor).round().max(1.0)),
+            })
+        })
+        .collect()
+}

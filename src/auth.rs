@@ -1,0 +1,473 @@
+//! Signing in to Azure AD: the access token every Partner Center request carries.
+//!
+//! [`Authenticator`] owns the token cache, the refresh token and its file. It renews
+//! the access token ahead of expiry, one renewal at a time however many requests wait
+//! for it; writes every rotated refresh token back to `--auth.refresh-token-file`
+//! atomically (mode 0600) so the exporter still signs in after a restart months later;
+//! and optionally trades the AAD token at Partner Center's legacy `generatetoken`.
+//!
+//! Errors that need a human (`invalid_grant`, `interaction_required`,
+//! `invalid_client`, …) are latched for the rest of the poll: at most one token
+//! request per poll reaches Azure AD, however many customers are waiting. Transient
+//! errors (5xx, `temporarily_unavailable`, timeouts) are retried with backoff.
+//!
+//! Tokens are [`SecretString`]s; nothing here logs a token, a secret or a token
+//! request's body.
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use arc_swap::ArcSwapOption;
+use backon::Retryable;
+use secrecy::{ExposeSecret, SecretString};
+
+use crate::config::{AadEndpoint, AuthConfig, Grant};
+use crate::metrics::{Endpoint, Telemetry};
+use crate::model::{parse_json, AadErrorBody, TokenResponse};
+use crate::retry::{read_body_limited, Backoff};
+
+/// The Partner Center audience (API.md §1).
+pub const RESOURCE: &str = "https://api.partnercenter.microsoft.com";
+/// The v2 scope for the same audience.
+pub const SCOPE_V2: &str = "https://api.partnercenter.microsoft.com/.default";
+
+/// How long before its expiry a token is renewed.
+const EXPIRY_MARGIN: Duration = Duration::from_secs(120);
+/// Lifetime assumed when a token response carries no `expires_in`.
+const DEFAULT_LIFETIME: Duration = Duration::from_secs(3600);
+/// Largest token response read.
+const MAX_TOKEN_BODY: usize = 256 * 1024;
+
+/// A bearer token with its expiry.
+pub struct AccessToken {
+    secret: SecretString,
+    expires_at: Instant,
+}
+
+impl AccessToken {
+    pub fn bearer(&self) -> String {
+        format!("Bearer {}", self.secret.expose_secret())
+    }
+
+    fn is_fresh(&self) -> bool {
+        Instant::now() + EXPIRY_MARGIN < self.expires_at
+    }
+}
+
+/// Why no token could be had.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum AuthError {
+    /// Azure AD refused the grant or the client: needs a human (see [`Self::hint`]).
+    #[error("Azure AD refused the sign-in: {error} (AADSTS{code}); {hint}", code = code.map_or_else(|| "?".to_owned(), |c| c.to_string()), hint = hint(error, *code))]
+    Refused { error: String, code: Option<u64> },
+    /// Azure AD answered with an error that may pass (5xx, `temporarily_unavailable`).
+    #[error("Azure AD is unavailable: {0}")]
+    Unavailable(String),
+    /// No usable answer (connection, timeout, unreadable body).
+    #[error("token request failed: {0}")]
+    Transport(String),
+    /// `generatetoken` refused the AAD token.
+    #[error("Partner Center generatetoken answered HTTP {0}")]
+    Exchange(u16),
+}
+
+impl AuthError {
+    /// The `reason` label of `partnercenter_auth_failures_total`.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            AuthError::Refused { error, .. } | AuthError::Unavailable(error) => {
+                aad_error_label(error)
+            }
+            AuthError::Transport(_) => "transport",
+            AuthError::Exchange(_) => "generatetoken",
+        }
+    }
+
+    /// Whether another try may succeed without a human.
+    fn is_transient(&self) -> bool {
+        matches!(self, AuthError::Unavailable(_) | AuthError::Transport(_))
+    }
+
+    /// Whether this error needs an operator (and so is latched for the poll).
+    pub fn needs_operator(&self) -> bool {
+        !self.is_transient()
+    }
+}
+
+/// Maps the AAD `error` value onto the fixed label set (RFC 6749 §5.2 and Azure AD's
+/// additions, API.md §1g), so a strange answer cannot grow the label's cardinality.
+fn aad_error_label(error: &str) -> &'static str {
+    match error {
+        "invalid_request" => "invalid_request",
+        "invalid_grant" => "invalid_grant",
+        "unauthorized_client" => "unauthorized_client",
+        "invalid_client" => "invalid_client",
+        "unsupported_grant_type" => "unsupported_grant_type",
+        "invalid_resource" => "invalid_resource",
+        "invalid_scope" => "invalid_scope",
+        "interaction_required" => "interaction_required",
+        "temporarily_unavailable" => "temporarily_unavailable",
+        "server_error" => "server_error",
+        "access_denied" => "access_denied",
+        _ => "other",
+    }
+}
+
+/// What the operator must do about a refused sign-in.
+fn hint(error: &str, code: Option<u64>) -> &'static str {
+    match (error, code) {
+        (_, Some(70008 | 700082 | 70000 | 50173)) => {
+            "the refresh token expired or was revoked: repeat the one-time consent (App+User, with MFA) and write the new refresh token to --auth.refresh-token-file"
+        }
+        (_, Some(50076 | 50078 | 50079 | 70043)) | ("interaction_required", _) => {
+            "Azure AD demands (new) multi-factor authentication: repeat the one-time consent with MFA and store the new refresh token; check Conditional Access policies for the account"
+        }
+        (_, Some(7000222)) => "the client secret expired: create a new one and update the client secret file",
+        (_, Some(70002 | 7000215)) => "the client secret is wrong: check the client secret file",
+        (_, Some(700016)) => "the application is not found in the tenant: check --auth.client-id and --auth.tenant",
+        (_, Some(700007)) => "the refresh token was issued to another client id: use the same --auth.client-id as the consent",
+        (_, Some(90002)) => "the tenant is not found: check --auth.tenant",
+        (_, Some(65001)) => "consent is missing: grant the application admin consent",
+        ("invalid_client", _) => "check --auth.client-id and the client secret",
+        ("invalid_grant", _) => {
+            "the grant is no longer valid: repeat the one-time consent and store the new refresh token"
+        }
+        ("unauthorized_client" | "unsupported_grant_type", _) => {
+            "the application may not use this grant: check --auth.grant and the app registration"
+        }
+        _ => "check the application registration and the credentials",
+    }
+}
+
+/// The latched failure of the current poll.
+struct Latched {
+    generation: u64,
+    error: AuthError,
+}
+
+/// Obtains and caches access tokens. Shared by every request (`Arc`).
+pub struct Authenticator {
+    http: reqwest::Client,
+    config: AuthConfig,
+    partner_center_url: String,
+    telemetry: Arc<Telemetry>,
+    /// The current access token; readers never wait on a renewal in progress unless
+    /// the token has expired.
+    current: ArcSwapOption<AccessToken>,
+    /// Serialises renewals: the first waiter renews, the others find the new token.
+    renewal: tokio::sync::Mutex<()>,
+    /// The newest refresh token (rotated on every use).
+    refresh_token: Mutex<Option<SecretString>>,
+    /// Poll generation, bumped by [`Authenticator::begin_poll`].
+    generation: std::sync::atomic::AtomicU64,
+    /// A refusal in this generation: answered without asking Azure AD again.
+    latched: Mutex<Option<Latched>>,
+    backoff: Backoff,
+}
+
+impl Authenticator {
+    pub fn new(
+        http: reqwest::Client,
+        config: AuthConfig,
+        partner_center_url: String,
+        telemetry: Arc<Telemetry>,
+        backoff: Backoff,
+    ) -> Authenticator {
+        let refresh_token = config.refresh_token.clone();
+        Authenticator {
+            http,
+            config,
+            partner_center_url,
+            telemetry,
+            current: ArcSwapOption::empty(),
+            renewal: tokio::sync::Mutex::new(()),
+            refresh_token: Mutex::new(refresh_token),
+            generation: std::sync::atomic::AtomicU64::new(0),
+            latched: Mutex::new(None),
+            backoff,
+        }
+    }
+
+    /// Starts a new poll: a refusal latched in the previous poll may be tried once more.
+    pub fn begin_poll(&self) {
+        self.generation
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// The error latched in the current poll, if any.
+    pub fn latched_error(&self) -> Option<AuthError> {
+        let generation = self.generation.load(std::sync::atomic::Ordering::SeqCst);
+        let latched = self.latched.lock().ok()?;
+        latched
+            .as_ref()
+            .filter(|l| l.generation == generation)
+            .map(|l| l.error.clone())
+    }
+
+    /// A fresh access token, renewing it if needed.
+    pub async fn token(&self) -> Result<Arc<AccessToken>, AuthError> {
+        if let Some(token) = self.current.load_full().filter(|t| t.is_fresh()) {
+            return Ok(token);
+        }
+        self.renew(None).await
+    }
+
+    /// Called after Partner Center answered 401 to `rejected`: renews unless another
+    /// request already did.
+    pub async fn renew_after_rejection(
+        &self,
+        rejected: &Arc<AccessToken>,
+    ) -> Result<Arc<AccessToken>, AuthError> {
+        self.renew(Some(rejected)).await
+    }
+
+    async fn renew(
+        &self,
+        rejected: Option<&Arc<AccessToken>>,
+    ) -> Result<Arc<AccessToken>, AuthError> {
+        let _guard = self.renewal.lock().await;
+        // Someone else may have renewed while this request waited.
+        if let Some(token) = self.current.load_full() {
+            let replaced = rejected.is_some_and(|r| !Arc::ptr_eq(r, &token));
+            if token.is_fresh() && (rejected.is_none() || replaced) {
+                return Ok(token);
+            }
+        }
+        if let Some(error) = self.latched_error() {
+            return Err(error);
+        }
+        let generation = self.generation.load(std::sync::atomic::Ordering::SeqCst);
+        match self.sign_in().await {
+            Ok(token) => {
+                let token = Arc::new(token);
+                self.current.store(Some(token.clone()));
+                Ok(token)
+            }
+            Err(error) => {
+                self.current.store(None);
+                if let Ok(mut latched) = self.latched.lock() {
+                    // Transient failures are latched too, after their retries: the
+                    // customers still waiting in this poll must not start over.
+                    *latched = Some(Latched {
+                        generation,
+                        error: error.clone(),
+                    });
+                }
+                Err(error)
+            }
+        }
+    }
+
+    async fn sign_in(&self) -> Result<AccessToken, AuthError> {
+        let aad = (|| self.request_aad_token())
+            .retry(self.backoff.clone())
+            .when(AuthError::is_transient)
+            .notify(|err, wait| {
+                tracing::debug!(error = %err, wait = ?wait, "token request failed; retrying");
+            })
+            .await
+            .inspect_err(|err| self.telemetry.auth_failure(err.reason()))?;
+        if !self.config.csp_token_exchange {
+            return Ok(aad);
+        }
+        (|| self.exchange(&aad))
+            .retry(self.backoff.clone())
+            .when(AuthError::is_transient)
+            .await
+            .inspect_err(|err| self.telemetry.auth_failure(err.reason()))
+    }
+
+    fn token_url(&self) -> String {
+        let path = match self.config.endpoint {
+            AadEndpoint::V1 => "oauth2/token",
+            AadEndpoint::V2 => "oauth2/v2.0/token",
+        };
+        format!("{}/{}/{}", self.config.authority, self.config.tenant, path)
+    }
+
+    #[tracing::instrument(name = "token", skip(self), fields(grant = ?self.config.grant, endpoint = ?self.config.endpoint))]
+    async fn request_aad_token(&self) -> Result<AccessToken, AuthError> {
+        let refresh_token = self.refresh_token.lock().ok().and_then(|t| t.clone());
+        let mut form: Vec<(&str, &str)> = vec![("client_id", &self.config.client_id)];
+        match self.config.endpoint {
+            AadEndpoint::V1 => form.push(("resource", RESOURCE)),
+            AadEndpoint::V2 => form.push(("scope", SCOPE_V2)),
+        }
+        if let Some(secret) = &self.config.client_secret {
+            form.push(("client_secret", secret.expose_secret()));
+        }
+        match self.config.grant {
+            Grant::RefreshToken => {
+                form.push(("grant_type", "refresh_token"));
+                let token = refresh_token.as_ref().ok_or_else(|| AuthError::Refused {
+                    error: "invalid_grant".into(),
+                    code: None,
+                })?;
+                form.push(("refresh_token", token.expose_secret()));
+            }
+            Grant::Password => {
+                form.push(("grant_type", "password"));
+                form.push((
+                    "username",
+                    self.config.username.as_deref().unwrap_or_default(),
+                ));
+                if let Some(p) = &self.config.password {
+                    form.push(("password", p.expose_secret()));
+                }
+            }
+            Grant::ClientCredentials => form.push(("grant_type", "client_credentials")),
+        }
+        let started = Instant::now();
+        let sent = self.http.post(self.token_url()).form(&form).send().await;
+        let response = match sent {
+            Ok(r) => r,
+            Err(e) => {
+                self.telemetry
+                    .observe_request(Endpoint::Token, None, started.elapsed());
+                return Err(AuthError::Transport(transport_kind(&e).to_owned()));
+            }
+        };
+        let status = response.status();
+        let body = read_body_limited(response, MAX_TOKEN_BODY).await;
+        self.telemetry
+            .observe_request(Endpoint::Token, Some(status.as_u16()), started.elapsed());
+        let body = body.map_err(|e| AuthError::Transport(e.to_string()))?;
+        if status.is_success() {
+            let parsed: TokenResponse =
+                parse_json(&body).map_err(|e| AuthError::Transport(e.to_string()))?;
+            if let Some(rotated) = parsed.refresh_token {
+                self.store_refresh_token(rotated).await;
+            }
+            tracing::debug!(status = status.as_u16(), "signed in to Azure AD");
+            return Ok(AccessToken {
+                secret: parsed.access_token,
+                expires_at: Instant::now() + lifetime(parsed.expires_in.as_ref()),
+            });
+        }
+        let error: AadErrorBody = parse_json(&body).unwrap_or_default();
+        let code = error.aadsts_code();
+        match error.error {
+            Some(e) if e == "temporarily_unavailable" || status.is_server_error() => {
+                Err(AuthError::Unavailable(e))
+            }
+            Some(e) => Err(AuthError::Refused { error: e, code }),
+            None if status.is_server_error() || status.as_u16() == 429 => {
+                Err(AuthError::Transport(format!("HTTP {}", status.as_u16())))
+            }
+            None => Err(AuthError::Refused {
+                error: format!("HTTP {}", status.as_u16()),
+                code,
+            }),
+        }
+    }
+
+    async fn exchange(&self, aad: &AccessToken) -> Result<AccessToken, AuthError> {
+        let started = Instant::now();
+        let sent = self
+            .http
+            .post(format!("{}/generatetoken", self.partner_center_url))
+            .header(http::header::AUTHORIZATION, aad.bearer())
+            .header(http::header::ACCEPT, "application/json")
+            .form(&[("grant_type", "jwt_token")])
+            .send()
+            .await;
+        let response = match sent {
+            Ok(r) => r,
+            Err(e) => {
+                self.telemetry
+                    .observe_request(Endpoint::GenerateToken, None, started.elapsed());
+                return Err(AuthError::Transport(transport_kind(&e).to_owned()));
+            }
+        };
+        let status = response.status();
+        let body = read_body_limited(response, MAX_TOKEN_BODY).await;
+        self.telemetry.observe_request(
+            Endpoint::GenerateToken,
+            Some(status.as_u16()),
+            started.elapsed(),
+        );
+        let body = body.map_err(|e| AuthError::Transport(e.to_string()))?;
+        if status.is_server_error() || status.as_u16() == 429 {
+            return Err(AuthError::Transport(format!(
+                "generatetoken HTTP {}",
+                status.as_u16()
+            )));
+        }
+        if !status.is_success() {
+            return Err(AuthError::Exchange(status.as_u16()));
+        }
+        let parsed: TokenResponse =
+            parse_json(&body).map_err(|e| AuthError::Transport(e.to_string()))?;
+        let expires_at =
+            (Instant::now() + lifetime(parsed.expires_in.as_ref())).min(aad.expires_at);
+        Ok(AccessToken {
+            secret: parsed.access_token,
+            expires_at,
+        })
+    }
+
+    /// Keeps the rotated refresh token and writes it to its file, so a restart signs
+    /// in with it. A failed write is logged (without the token) and retried with the
+    /// next rotation; the token in memory keeps working.
+    async fn store_refresh_token(&self, token: SecretString) {
+        if let Ok(mut current) = self.refresh_token.lock() {
+            *current = Some(token.clone());
+        }
+        let Some(path) = self.config.refresh_token_file.clone() else {
+            return;
+        };
+        if self.config.grant != Grant::RefreshToken {
+            return;
+        }
+        let written = tokio::task::spawn_blocking(move || write_refresh_token(path, token)).await;
+        match written {
+            Ok(Ok(())) => tracing::debug!("rotated refresh token saved"),
+            Ok(Err(err)) => tracing::error!(
+                error = %err,
+                "cannot save the rotated refresh token; the exporter keeps it in memory, but a restart will use the old one"
+            ),
+            Err(err) => tracing::error!(error = %err, "saving the refresh token failed"),
+        }
+    }
+}
+
+fn write_refresh_token(path: PathBuf, token: SecretString) -> std::io::Result<()> {
+    let mut contents = token.expose_secret().as_bytes().to_vec();
+    contents.push(b'\n');
+    crate::snapshot::write_atomically(&path, &contents)
+}
+
+fn lifetime(expires_in: Option<&crate::model::StringOrNumber>) -> Duration {
+    expires_in
+        .and_then(|e| e.as_secs())
+        .filter(|s| *s > 0)
+        .map_or(DEFAULT_LIFETIME, Duration::from_secs)
+}
+
+/// A fixed description of a reqwest failure (no URL: it may carry a tenant or token).
+pub fn transport_kind(e: &reqwest::Error) -> &'static str {
+    if e.is_timeout() {
+        "timeout"
+    } else if e.is_connect() {
+        "connection failed"
+    } else if e.is_body() || e.is_decode() {
+        "body read failed"
+    } else {
+        "request failed"
+    }
+}
+
+impl std::fmt::Debug for Authenticator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Authenticator")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+impl std::fmt::Debug for AccessToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("AccessToken([REDACTED])")
+    }
+}

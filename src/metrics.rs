@@ -1,0 +1,578 @@
+//! Everything Prometheus sees: the exporter's own metrics and the exposition of the
+//! snapshot.
+//!
+//! Two kinds of series, kept apart on purpose:
+//!
+//! - **Snapshot series** (costs, customer info, budgets, per-customer fetch status)
+//!   are rendered from a [`Snapshot`] once per poll into an [`Exposition`]: plain
+//!   text and its gzip, both encoded once. A customer absent from the snapshot is
+//!   absent from `/metrics` by construction. This is the part whose size grows with
+//!   the number of customers, so a scrape only copies bytes.
+//! - **Live series** ([`Telemetry`]: API requests, poll outcomes, auth failures,
+//!   build info, `process_*`) live in the exporter's own `prometheus::Registry` (no
+//!   global registry) and are encoded at each scrape; their size does not depend on
+//!   the number of customers.
+//!
+//! The `prometheus` crate is used only here, so replacing it stays cheap.
+
+use std::fmt::Write as _;
+use std::io::Write as _;
+use std::time::Duration;
+
+use bytes::Bytes;
+use flate2::write::GzEncoder;
+use flate2::Compression;
+use prometheus::{
+    Encoder, Gauge, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry, TextEncoder,
+};
+
+use crate::snapshot::Snapshot;
+
+/// The content type of the Prometheus text format 0.0.4.
+pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+/// Endpoint label values of `partnercenter_api_requests_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Endpoint {
+    Token,
+    Customers,
+    ServiceCosts,
+    GenerateToken,
+}
+
+impl Endpoint {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Endpoint::Token => "token",
+            Endpoint::Customers => "customers",
+            Endpoint::ServiceCosts => "servicecosts",
+            Endpoint::GenerateToken => "generatetoken",
+        }
+    }
+}
+
+/// Outcome label values of `partnercenter_polls_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PollResult {
+    Success,
+    Partial,
+    Failure,
+}
+
+impl PollResult {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PollResult::Success => "success",
+            PollResult::Partial => "partial",
+            PollResult::Failure => "failure",
+        }
+    }
+}
+
+/// The exporter's live self-metrics, in its own registry.
+pub struct Telemetry {
+    registry: Registry,
+    api_requests: IntCounterVec,
+    api_duration: HistogramVec,
+    auth_failures: IntCounterVec,
+    polls: IntCounterVec,
+    poll_duration: Gauge,
+    poll_in_progress: IntGauge,
+    poll_last_success: Gauge,
+}
+
+fn register<C: prometheus::core::Collector + Clone + 'static>(registry: &Registry, c: C) -> C {
+    // Registration fails only on duplicate or inconsistent descriptors, which the
+    // fixed set below cannot have; a failure would show in tests as a missing metric.
+    if let Err(err) = registry.register(Box::new(c.clone())) {
+        tracing::error!(error = %err, "metric registration failed");
+    }
+    c
+}
+
+impl Telemetry {
+    pub fn new() -> Result<Telemetry, prometheus::Error> {
+        let registry = Registry::new();
+        let api_requests = register(
+            &registry,
+            IntCounterVec::new(
+                Opts::new(
+                    "partnercenter_api_requests_total",
+                    "HTTP requests made to Azure AD and Partner Center, by endpoint and status code (error: no response).",
+                ),
+                &["endpoint", "code"],
+            )?,
+        );
+        let api_duration = register(
+            &registry,
+            HistogramVec::new(
+                HistogramOpts::new(
+                    "partnercenter_api_request_duration_seconds",
+                    "Latency of HTTP requests to Azure AD and Partner Center.",
+                )
+                .buckets(vec![0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0]),
+                &["endpoint"],
+            )?,
+        );
+        let auth_failures = register(
+            &registry,
+            IntCounterVec::new(
+                Opts::new(
+                    "partnercenter_auth_failures_total",
+                    "Failed token requests, by Azure AD error value (transport: no usable answer).",
+                ),
+                &["reason"],
+            )?,
+        );
+        let polls = register(
+            &registry,
+            IntCounterVec::new(
+                Opts::new(
+                    "partnercenter_polls_total",
+                    "Polls of Partner Center finished, by result (partial: some customers failed).",
+                ),
+                &["result"],
+            )?,
+        );
+        for result in [
+            PollResult::Success,
+            PollResult::Partial,
+            PollResult::Failure,
+        ] {
+            polls.with_label_values(&[result.as_str()]);
+        }
+        let poll_duration = register(
+            &registry,
+            Gauge::new(
+                "partnercenter_poll_duration_seconds",
+                "Duration of the last complete poll of Partner Center.",
+            )?,
+        );
+        let poll_in_progress = register(
+            &registry,
+            IntGauge::new(
+                "partnercenter_poll_in_progress",
+                "1 while a poll of Partner Center runs in the background.",
+            )?,
+        );
+        let poll_last_success = register(
+            &registry,
+            Gauge::new(
+                "partnercenter_poll_last_success_timestamp_seconds",
+                "End of the last poll in which every customer succeeded (Unix time).",
+            )?,
+        );
+        let build_info = register(
+            &registry,
+            IntGaugeVec::new(
+                Opts::new(
+                    "partnercenter_exporter_build_info",
+                    "Build information of partnercenter-exporter; always 1.",
+                ),
+                &["version", "revision", "rustc_version"],
+            )?,
+        );
+        build_info
+            .with_label_values(&[
+                env!("CARGO_PKG_VERSION"),
+                option_env!("PARTNERCENTER_EXPORTER_REVISION").unwrap_or("unknown"),
+                option_env!("PARTNERCENTER_EXPORTER_RUSTC_VERSION").unwrap_or("unknown"),
+            ])
+            .set(1);
+        #[cfg(target_os = "linux")]
+        registry.register(Box::new(
+            prometheus::process_collector::ProcessCollector::for_self(),
+        ))?;
+        Ok(Telemetry {
+            registry,
+            api_requests,
+            api_duration,
+            auth_failures,
+            polls,
+            poll_duration,
+            poll_in_progress,
+            poll_last_success,
+        })
+    }
+
+    /// Records one HTTP request: `code` is the status, or `None` for no response.
+    pub fn observe_request(&self, endpoint: Endpoint, code: Option<u16>, elapsed: Duration) {
+        let code = code.map_or_else(|| "error".to_owned(), |c| c.to_string());
+        self.api_requests
+            .with_label_values(&[endpoint.as_str(), code.as_str()])
+            .inc();
+        self.api_duration
+            .with_label_values(&[endpoint.as_str()])
+            .observe(elapsed.as_secs_f64());
+    }
+
+    /// Counts a failed token request; `reason` must come from a fixed set of values.
+    pub fn auth_failure(&self, reason: &str) {
+        self.auth_failures.with_label_values(&[reason]).inc();
+    }
+
+    pub fn poll_started(&self) {
+        self.poll_in_progress.set(1);
+    }
+
+    /// Records the end of a poll (or its cancellation, with `result` `None`).
+    pub fn poll_finished(&self, result: Option<PollResult>, elapsed: Duration, ended_at: f64) {
+        self.poll_in_progress.set(0);
+        let Some(result) = result else { return };
+        self.polls.with_label_values(&[result.as_str()]).inc();
+        self.poll_duration.set(elapsed.as_secs_f64());
+        if result == PollResult::Success {
+            self.poll_last_success.set(ended_at);
+        }
+    }
+
+    /// Restores the last-success time from a cached snapshot at start-up.
+    pub fn restore_poll_last_success(&self, at: f64) {
+        self.poll_last_success.set(at);
+    }
+
+    /// Encodes the live metrics in the text format.
+    pub fn encode(&self, out: &mut Vec<u8>) {
+        let families = self.registry.gather();
+        if let Err(err) = TextEncoder::new().encode(&families, out) {
+            tracing::error!(error = %err, "encoding self-metrics failed");
+        }
+    }
+}
+
+/// The snapshot's series, encoded once per poll.
+#[derive(Debug, Clone, Default)]
+pub struct Exposition {
+    /// Text format 0.0.4.
+    pub text: Bytes,
+    /// The same bytes, gzip-compressed (one gzip member).
+    pub gzip: Bytes,
+}
+
+impl Exposition {
+    pub fn render(snapshot: &Snapshot) -> Exposition {
+        let text = render_snapshot(snapshot);
+        let gzip = gzip(&text, Compression::default());
+        Exposition {
+            text: Bytes::from(text),
+            gzip: Bytes::from(gzip),
+        }
+    }
+}
+
+/// Compresses `data` as one gzip member. Several members concatenated form a valid
+/// gzip stream (RFC 1952 §2.2), which is how a scrape appends the live metrics to the
+/// cached compressed snapshot without recompressing it.
+pub fn gzip(data: &[u8], level: Compression) -> Vec<u8> {
+    let mut enc = GzEncoder::new(Vec::with_capacity(data.len() / 4 + 64), level);
+    // Writing to a Vec cannot fail.
+    let _ = enc.write_all(data);
+    enc.finish().unwrap_or_default()
+}
+
+struct Family {
+    name: &'static str,
+    help: &'static str,
+}
+
+const PRETAX: Family = Family {
+    name: "partnercenter_service_costs_pretax",
+    help: "Pre-tax service costs of the customer's most recent billing period (details[].summary.pretaxTotal), as of the last background poll.",
+};
+const TAX: Family = Family {
+    name: "partnercenter_service_costs_tax",
+    help: "Tax on the service costs of the customer's most recent billing period (details[].summary.tax), as of the last background poll.",
+};
+const AFTER_TAX: Family = Family {
+    name: "partnercenter_service_costs_after_tax",
+    help: "After-tax service costs of the customer's most recent billing period (details[].summary.afterTaxTotal), as of the last background poll.",
+};
+const PERIOD_START: Family = Family {
+    name: "partnercenter_service_costs_billing_period_start_timestamp_seconds",
+    help: "Start of the billing period of the service costs (Unix time).",
+};
+const PERIOD_END: Family = Family {
+    name: "partnercenter_service_costs_billing_period_end_timestamp_seconds",
+    help: "End of the billing period of the service costs (Unix time).",
+};
+const INFO: Family = Family {
+    name: "partnercenter_customer_info",
+    help: "Monitored customer, with its name and domain; always 1.",
+};
+const BUDGET: Family = Family {
+    name: "partnercenter_customer_budget",
+    help: "Budget of the customer from the configuration file, in its billing currency.",
+};
+const FETCH_SUCCESS: Family = Family {
+    name: "partnercenter_customer_fetch_success",
+    help: "1 if the last background fetch of the customer's service costs succeeded (no data counts as success).",
+};
+const LAST_SUCCESS: Family = Family {
+    name: "partnercenter_customer_last_success_timestamp_seconds",
+    help: "When the customer's service costs were last fetched successfully (Unix time).",
+};
+
+/// Reads one figure of a cost line.
+type LineValue<T> = fn(&crate::model::CostLine) -> T;
+
+/// Renders the snapshot series in the text format 0.0.4.
+pub fn render_snapshot(snapshot: &Snapshot) -> Vec<u8> {
+    // About 1.3 KiB per customer with two invoice types; pre-size to avoid regrowth.
+    let mut out = String::with_capacity(1024 + snapshot.customers.len() * 1400);
+    let money: [(&Family, LineValue<f64>); 3] = [
+        (&PRETAX, |c| c.pretax),
+        (&TAX, |c| c.tax),
+        (&AFTER_TAX, |c| c.after_tax),
+    ];
+    for (family, value) in money {
+        header(&mut out, family);
+        for customer in &snapshot.customers {
+            for line in &customer.costs {
+                sample(
+                    &mut out,
+                    family,
+                    &[
+                        ("customer_id", &customer.id),
+                        ("invoice_type", &line.invoice_type),
+                        ("currency", &line.currency),
+                    ],
+                    value(line),
+                );
+            }
+        }
+    }
+    let periods: [(&Family, LineValue<Option<f64>>); 2] = [
+        (&PERIOD_START, |c| c.period_start),
+        (&PERIOD_END, |c| c.period_end),
+    ];
+    for (family, value) in periods {
+        header(&mut out, family);
+        for customer in &snapshot.customers {
+            for line in &customer.costs {
+                if let Some(v) = value(line) {
+                    sample(
+                        &mut out,
+                        family,
+                        &[
+                            ("customer_id", &customer.id),
+                            ("invoice_type", &line.invoice_type),
+                        ],
+                        v,
+                    );
+                }
+            }
+        }
+    }
+    header(&mut out, &INFO);
+    for c in &snapshot.customers {
+        sample(
+            &mut out,
+            &INFO,
+            &[
+                ("customer_id", &c.id),
+                ("customer_name", &c.name),
+                ("domain", &c.domain),
+            ],
+            1.0,
+        );
+    }
+    header(&mut out, &BUDGET);
+    for c in &snapshot.customers {
+        if let (Some(budget), Some(currency)) = (c.budget, c.currency()) {
+            sample(
+                &mut out,
+                &BUDGET,
+                &[("customer_id", &c.id), ("currency", currency)],
+                budget,
+            );
+        }
+    }
+    header(&mut out, &FETCH_SUCCESS);
+    for c in &snapshot.customers {
+        let v = if c.fetch_success { 1.0 } else { 0.0 };
+        sample(&mut out, &FETCH_SUCCESS, &[("customer_id", &c.id)], v);
+    }
+    header(&mut out, &LAST_SUCCESS);
+    for c in &snapshot.customers {
+        if let Some(at) = c.last_success {
+            sample(&mut out, &LAST_SUCCESS, &[("customer_id", &c.id)], at);
+        }
+    }
+    out.into_bytes()
+}
+
+fn header(out: &mut String, family: &Family) {
+    let _ = writeln!(out, "# HELP {} {}", family.name, family.help);
+    let _ = writeln!(out, "# TYPE {} gauge", family.name);
+}
+
+fn sample(out: &mut String, family: &Family, labels: &[(&str, &str)], value: f64) {
+    out.push_str(family.name);
+    out.push('{');
+    for (i, (name, v)) in labels.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        out.push_str(name);
+        out.push_str("=\"");
+        escape_label_value(out, v);
+        out.push('"');
+    }
+    out.push_str("} ");
+    write_value(out, value);
+    out.push('\n');
+}
+
+/// Escapes a label value per the text format: backslash, double quote and line feed.
+pub fn escape_label_value(out: &mut String, value: &str) {
+    for ch in value.chars() {
+        match ch {
+            '\\' => out.push_str("\\\\"),
+            '"' => out.push_str("\\\""),
+            '\n' => out.push_str("\\n"),
+            c => out.push(c),
+        }
+    }
+}
+
+fn write_value(out: &mut String, v: f64) {
+    if v.is_nan() {
+        out.push_str("NaN");
+    } else if v.is_infinite() {
+        out.push_str(if v > 0.0 { "+Inf" } else { "-Inf" });
+    } else {
+        let _ = write!(out, "{v}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::parse_service_costs;
+    use crate::snapshot::CustomerSnapshot;
+    use proptest::prelude::*;
+
+    fn documented_snapshot() -> Snapshot {
+        let costs = parse_service_costs(include_bytes!(
+            "../tests/fixtures/servicecosts-mostrecent.json"
+        ))
+        .unwrap();
+        Snapshot {
+            customers: vec![CustomerSnapshot {
+                id: "ae1d5b32-f9ff-4252-b2bf-40e21937a51a".into(),
+                name: "Fabrikam".into(),
+                domain: "fabrikam.onmicrosoft.com".into(),
+                budget: Some(1500.0),
+                costs,
+                fetch_success: true,
+                last_success: Some(1_700_000_000.0),
+            }],
+            poll_last_success: None,
+        }
+    }
+
+    #[test]
+    fn documented_snapshot_exposition() {
+        let text = String::from_utf8(render_snapshot(&documented_snapshot())).unwrap();
+        insta::assert_snapshot!(text);
+    }
+
+    #[test]
+    fn vanished_customers_have_no_series() {
+        let mut snapshot = documented_snapshot();
+        snapshot.customers.clear();
+        let text = String::from_utf8(render_snapshot(&snapshot)).unwrap();
+        assert!(!text.contains("ae1d5b32"));
+        assert!(text.contains("# TYPE partnercenter_service_costs_after_tax gauge"));
+    }
+
+    #[test]
+    fn untrusted_names_are_escaped() {
+        let mut snapshot = documented_snapshot();
+        snapshot.customers[0].name = "Evil \"Corp\"\\\n<script>alert(1)</script> Ünïcödé".into();
+        let text = String::from_utf8(render_snapshot(&snapshot)).unwrap();
+        let info = text
+            .lines()
+            .find(|l| l.starts_with("partnercenter_customer_info{"))
+            .unwrap();
+        assert_eq!(
+            info,
+            "partnercenter_customer_info{customer_id=\"ae1d5b32-f9ff-4252-b2bf-40e21937a51a\",customer_name=\"Evil \\\"Corp\\\"\\\\\\n<script>alert(1)</script> Ünïcödé\",domain=\"fabrikam.onmicrosoft.com\"} 1"
+        );
+    }
+
+    #[test]
+    fn gzip_members_concatenate() {
+        use std::io::Read;
+        let mut body = gzip(b"first\n", Compression::default());
+        body.extend(gzip(b"second\n", Compression::fast()));
+        let mut out = String::new();
+        flate2::read::MultiGzDecoder::new(&body[..])
+            .read_to_string(&mut out)
+            .unwrap();
+        assert_eq!(out, "first\nsecond\n");
+    }
+
+    #[test]
+    fn telemetry_has_every_live_family() {
+        let t = Telemetry::new().unwrap();
+        t.observe_request(Endpoint::ServiceCosts, Some(200), Duration::from_millis(5));
+        t.observe_request(Endpoint::Token, None, Duration::from_millis(5));
+        t.auth_failure("invalid_grant");
+        let mut out = Vec::new();
+        t.encode(&mut out);
+        let text = String::from_utf8(out).unwrap();
+        for name in [
+            "partnercenter_api_requests_total{code=\"200\",endpoint=\"servicecosts\"} 1",
+            "partnercenter_api_requests_total{code=\"error\",endpoint=\"token\"} 1",
+            "partnercenter_api_request_duration_seconds_bucket",
+            "partnercenter_auth_failures_total{reason=\"invalid_grant\"} 1",
+            "partnercenter_polls_total{result=\"partial\"} 0",
+            "partnercenter_poll_duration_seconds",
+            "partnercenter_poll_in_progress 0",
+            "partnercenter_poll_last_success_timestamp_seconds",
+            "partnercenter_exporter_build_info{",
+            "process_resident_memory_bytes",
+        ] {
+            assert!(text.contains(name), "missing {name} in\n{text}");
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn escaped_values_parse_back(value in ".{0,40}") {
+            let mut out = String::new();
+            escape_label_value(&mut out, &value);
+            prop_assert!(!out.contains('\n'));
+            // Unescape and compare.
+            let mut back = String::new();
+            let mut chars = out.chars();
+            while let Some(c) = chars.next() {
+                if c == '\\' {
+                    match chars.next() {
+                        Some('n') => back.push('\n'),
+                        Some(other) => back.push(other),
+                        None => prop_assert!(false, "dangling backslash"),
+                    }
+                } else {
+                    prop_assert!(c != '"', "unescaped quote");
+                    back.push(c);
+                }
+            }
+            prop_assert_eq!(back, value);
+        }
+
+        #[test]
+        fn values_render_as_numbers(v in any::<f64>()) {
+            let mut out = String::new();
+            write_value(&mut out, v);
+            let parsed: f64 = match out.as_str() {
+                "+Inf" => f64::INFINITY,
+                "-Inf" => f64::NEG_INFINITY,
+                s => s.parse().unwrap(),
+            };
+            prop_assert!(parsed == v || (v.is_nan() && parsed.is_nan()));
+        }
+    }
+}

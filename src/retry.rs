@@ -1,0 +1,221 @@
+//! Retry policy shared by the Azure AD and Partner Center clients: exponential
+//! backoff with full jitter, `Retry-After` parsing, and bounded body reads.
+//!
+//! [`Backoff`] is the delay sequence handed to `backon`: attempt *n* waits a uniform
+//! random time in `[0, min(cap, base·2ⁿ)]` ("full jitter"), for at most `max_retries`
+//! retries and at most `max_total` of planned waiting. A server's `Retry-After` is the
+//! floor of the next wait (applied with backon's `adjust`), capped by
+//! [`MAX_RETRY_AFTER`]: a server asking for longer than that makes the call give up.
+
+use std::time::{Duration, SystemTime};
+
+use bytes::{Bytes, BytesMut};
+
+use crate::model::BodyError;
+
+/// The longest `Retry-After` the exporter honours; longer and the call gives up (the
+/// customer keeps its last values and the next poll tries again).
+pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(120);
+
+/// Exponential backoff with full jitter; an iterator of waits, usable by backon.
+#[derive(Debug, Clone)]
+pub struct Backoff {
+    base: Duration,
+    cap: Duration,
+    max_retries: usize,
+    max_total: Duration,
+    attempt: usize,
+    planned: Duration,
+}
+
+impl Backoff {
+    pub fn new(base: Duration, cap: Duration, max_retries: usize, max_total: Duration) -> Backoff {
+        Backoff {
+            base,
+            cap,
+            max_retries,
+            max_total,
+            attempt: 0,
+            planned: Duration::ZERO,
+        }
+    }
+
+    /// The production policy: 4 retries, 1 s base, 30 s cap, 2 min of waiting in all.
+    pub fn standard() -> Backoff {
+        Backoff::new(
+            Duration::from_secs(1),
+            Duration::from_secs(30),
+            4,
+            Duration::from_secs(120),
+        )
+    }
+
+    /// The upper bound of the wait before retry `attempt` (0-based).
+    pub fn ceiling(&self, attempt: usize) -> Duration {
+        let factor = 1u32.checked_shl(attempt.min(31) as u32).unwrap_or(u32::MAX);
+        self.base.saturating_mul(factor).min(self.cap)
+    }
+}
+
+impl Iterator for Backoff {
+    type Item = Duration;
+
+    fn next(&mut self) -> Option<Duration> {
+        if self.attempt >= self.max_retries {
+            return None;
+        }
+        let ceiling = self.ceiling(self.attempt);
+        let wait = ceiling.mul_f64(fastrand::f64());
+        if self.planned + wait > self.max_total {
+            return None;
+        }
+        self.attempt += 1;
+        self.planned += wait;
+        Some(wait)
+    }
+}
+
+/// A parsed `Retry-After` header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetryAfter(pub Duration);
+
+impl RetryAfter {
+    /// Parses delta-seconds (`57`) or an HTTP-date (`Fri, 31 Dec 1999 23:59:59 GMT`),
+    /// relative to `now`. A date in the past is a zero wait. Anything else is `None`.
+    pub fn parse(value: &str, now: SystemTime) -> Option<RetryAfter> {
+        let value = value.trim();
+        if let Ok(secs) = value.parse::<u64>() {
+            return Some(RetryAfter(Duration::from_secs(secs)));
+        }
+        let at = httpdate::parse_http_date(value).ok()?;
+        Some(RetryAfter(at.duration_since(now).unwrap_or(Duration::ZERO)))
+    }
+
+    pub fn from_headers(headers: &http::HeaderMap) -> Option<RetryAfter> {
+        let value = headers.get(http::header::RETRY_AFTER)?.to_str().ok()?;
+        RetryAfter::parse(value, SystemTime::now())
+    }
+}
+
+/// The wait before the next try: the backoff's, raised to `Retry-After`; `None` (give
+/// up) when the backoff is exhausted or the server asks for more than
+/// [`MAX_RETRY_AFTER`].
+pub fn next_wait(
+    backoff_wait: Option<Duration>,
+    retry_after: Option<RetryAfter>,
+) -> Option<Duration> {
+    let wait = backoff_wait?;
+    match retry_after {
+        Some(RetryAfter(floor)) if floor > MAX_RETRY_AFTER => None,
+        Some(RetryAfter(floor)) => Some(wait.max(floor)),
+        None => Some(wait),
+    }
+}
+
+/// Reads a response body, refusing more than `limit` bytes without buffering them.
+pub async fn read_body_limited(
+    mut response: reqwest::Response,
+    limit: usize,
+) -> Result<Bytes, BodyError> {
+    if response
+        .content_length()
+        .is_some_and(|len| len > limit as u64)
+    {
+        return Err(BodyError::TooLarge);
+    }
+    let mut body = BytesMut::new();
+    loop {
+        match response.chunk().await {
+            Ok(Some(chunk)) => {
+                if body.len() + chunk.len() > limit {
+                    return Err(BodyError::TooLarge);
+                }
+                body.extend_from_slice(&chunk);
+            }
+            Ok(None) => return Ok(body.freeze()),
+            Err(e) => {
+                return Err(BodyError::Malformed(format!(
+                    "body read failed ({})",
+                    crate::auth::transport_kind(&e)
+                )))
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn retry_after_forms() {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000_000);
+        assert_eq!(
+            RetryAfter::parse("57", now),
+            Some(RetryAfter(Duration::from_secs(57)))
+        );
+        assert_eq!(
+            RetryAfter::parse(" 0 ", now),
+            Some(RetryAfter(Duration::ZERO))
+        );
+        let later = httpdate::fmt_http_date(now + Duration::from_secs(30));
+        assert_eq!(
+            RetryAfter::parse(&later, now),
+            Some(RetryAfter(Duration::from_secs(30)))
+        );
+        let earlier = httpdate::fmt_http_date(now - Duration::from_secs(30));
+        assert_eq!(
+            RetryAfter::parse(&earlier, now),
+            Some(RetryAfter(Duration::ZERO))
+        );
+        assert_eq!(RetryAfter::parse("-1", now), None);
+        assert_eq!(RetryAfter::parse("soon", now), None);
+    }
+
+    #[test]
+    fn retry_after_is_a_floor_and_a_limit() {
+        let s = Duration::from_secs;
+        assert_eq!(next_wait(Some(s(1)), Some(RetryAfter(s(10)))), Some(s(10)));
+        assert_eq!(next_wait(Some(s(20)), Some(RetryAfter(s(10)))), Some(s(20)));
+        assert_eq!(next_wait(Some(s(1)), Some(RetryAfter(s(3600)))), None);
+        assert_eq!(next_wait(None, Some(RetryAfter(s(1)))), None);
+    }
+
+    proptest! {
+        #[test]
+        fn retry_after_never_panics(value in ".{0,64}", secs in 0u64..4_000_000_000) {
+            let _ = RetryAfter::parse(&value, SystemTime::UNIX_EPOCH + Duration::from_secs(secs));
+        }
+
+        #[test]
+        fn retry_after_seconds_round_trip(n in 0u64..10_000_000) {
+            prop_assert_eq!(RetryAfter::parse(&n.to_string(), SystemTime::now()), Some(RetryAfter(Duration::from_secs(n))));
+        }
+
+        #[test]
+        fn backoff_stays_within_bounds(
+            base_ms in 1u64..5_000,
+            cap_ms in 1u64..60_000,
+            retries in 0usize..12,
+            total_ms in 0u64..600_000,
+        ) {
+            let b = Backoff::new(
+                Duration::from_millis(base_ms),
+                Duration::from_millis(cap_ms),
+                retries,
+                Duration::from_millis(total_ms),
+            );
+            let reference = b.clone();
+            let waits: Vec<Duration> = b.collect();
+            prop_assert!(waits.len() <= retries);
+            let mut sum = Duration::ZERO;
+            for (i, w) in waits.iter().enumerate() {
+                prop_assert!(*w <= reference.ceiling(i));
+                prop_assert!(*w <= Duration::from_millis(cap_ms));
+                sum += *w;
+            }
+            prop_assert!(sum <= Duration::from_millis(total_ms));
+        }
+    }
+}

@@ -1,0 +1,398 @@
+//! The HTTP server: `/metrics`, the landing page, `/-/healthy` and `/-/ready`.
+//!
+//! A few routes on bare hyper, a `match` on method and path, one small function per
+//! response. A scrape only reads the published snapshot's pre-encoded exposition
+//! (plain or gzip) and appends the live self-metrics; it never waits on the poller
+//! or on Partner Center. Each connection is served on its own task with a header
+//! read timeout and a header size limit, and the number of connections is bounded,
+//! so a slow or hostile client costs one connection, never the server. Shutdown is a
+//! parameter ([`serve`] takes a `CancellationToken`): stop accepting, mark not ready,
+//! let in-flight requests finish under a deadline.
+
+use std::convert::Infallible;
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{header, HeaderValue, Method, Request, Response, StatusCode};
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+
+use crate::metrics::{gzip, Telemetry, CONTENT_TYPE};
+use crate::poller::SharedState;
+use crate::snapshot::Snapshot;
+use crate::web_config::{BasicAuth, TlsAcceptorSource, WebConfig};
+
+/// Connections served at once; more wait in the kernel's accept queue.
+const MAX_CONNECTIONS: usize = 512;
+/// Time a client has to send its request headers.
+const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// Time for a TLS handshake.
+const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Largest request head accepted.
+const MAX_HEADER_BYTES: usize = 16 * 1024;
+/// How long in-flight requests may take to finish at shutdown.
+const DRAIN_DEADLINE: Duration = Duration::from_secs(5);
+/// Rows shown on the landing page; the full list is on /metrics.
+const LANDING_ROWS: usize = 1000;
+
+/// What the request handlers need.
+pub struct ServerState {
+    pub shared: Arc<SharedState>,
+    pub telemetry: Arc<Telemetry>,
+    pub telemetry_path: String,
+    /// False until start-up is complete, false again once shutdown begins.
+    pub ready: AtomicBool,
+    pub basic_auth: Option<BasicAuth>,
+    pub extra_headers: Vec<(header::HeaderName, HeaderValue)>,
+}
+
+impl ServerState {
+    pub fn new(
+        shared: Arc<SharedState>,
+        telemetry: Arc<Telemetry>,
+        telemetry_path: String,
+        web: Option<&WebConfig>,
+    ) -> ServerState {
+        ServerState {
+            shared,
+            telemetry,
+            telemetry_path,
+            ready: AtomicBool::new(false),
+            basic_auth: web.and_then(WebConfig::basic_auth),
+            extra_headers: web.map(|w| w.headers().to_vec()).unwrap_or_default(),
+        }
+    }
+}
+
+type Body = Full<Bytes>;
+
+/// Serves until `shutdown`, then drains connections for at most [`DRAIN_DEADLINE`].
+pub async fn serve(
+    listener: TcpListener,
+    tls: Option<TlsAcceptorSource>,
+    state: Arc<ServerState>,
+    shutdown: CancellationToken,
+) {
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let permits = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    loop {
+        let permit = tokio::select! {
+            _ = shutdown.cancelled() => break,
+            p = permits.clone().acquire_owned() => match p {
+                Ok(p) => p,
+                Err(_) => break,
+            },
+        };
+        let (stream, peer) = tokio::select! {
+            _ = shutdown.cancelled() => break,
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(err) => {
+                    // EMFILE and the like: back off instead of spinning.
+                    tracing::warn!(error = %err, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+        };
+        let _ = stream.set_nodelay(true);
+        let state = state.clone();
+        let service = hyper::service::service_fn(move |req| {
+            let state = state.clone();
+            async move { Ok::<_, Infallible>(handle(&state, req).await) }
+        });
+        let mut builder = hyper::server::conn::http1::Builder::new();
+        builder
+            .timer(TokioTimer::new())
+            .header_read_timeout(HEADER_READ_TIMEOUT)
+            .max_buf_size(MAX_HEADER_BYTES.max(8192));
+        match &tls {
+            None => {
+                let conn = builder.serve_connection(TokioIo::new(stream), service);
+                let conn = graceful.watch(conn);
+                tokio::spawn(async move {
+                    if let Err(err) = conn.await {
+                        tracing::debug!(%peer, error = %err, "connection ended with an error");
+                    }
+                    drop(permit);
+                });
+            }
+            Some(tls) => {
+                let acceptor = tls.acceptor();
+                let watcher = graceful.watcher();
+                tokio::spawn(async move {
+                    let handshake =
+                        tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await;
+                    let stream = match handshake {
+                        Ok(Ok(s)) => s,
+                        Ok(Err(err)) => {
+                            tracing::debug!(%peer, error = %err, "TLS handshake failed");
+                            return;
+                        }
+                        Err(_) => {
+                            tracing::debug!(%peer, "TLS handshake timed out");
+                            return;
+                        }
+                    };
+                    let conn = builder.serve_connection(TokioIo::new(stream), service);
+                    if let Err(err) = watcher.watch(conn).await {
+                        tracing::debug!(%peer, error = %err, "connection ended with an error");
+                    }
+                    drop(permit);
+                });
+            }
+        }
+    }
+    state.ready.store(false, Ordering::SeqCst);
+    drop(listener);
+    tokio::select! {
+        _ = graceful.shutdown() => tracing::debug!("all connections closed"),
+        _ = tokio::time::sleep(DRAIN_DEADLINE) => tracing::warn!("connections still open after the drain deadline"),
+    }
+}
+
+/// Routes one request.
+pub async fn handle(state: &ServerState, req: Request<Incoming>) -> Response<Body> {
+    let mut response = route(state, &req).await;
+    for (name, value) in &state.extra_headers {
+        response.headers_mut().insert(name.clone(), value.clone());
+    }
+    response
+}
+
+async fn route(state: &ServerState, req: &Request<Incoming>) -> Response<Body> {
+    let path = req.uri().path();
+    let known = path == state.telemetry_path || matches!(path, "/" | "/-/healthy" | "/-/ready");
+    if !known {
+        return text(StatusCode::NOT_FOUND, "Not Found\n");
+    }
+    if req.method() != Method::GET && req.method() != Method::HEAD {
+        let mut r = text(StatusCode::METHOD_NOT_ALLOWED, "Method Not Allowed\n");
+        r.headers_mut()
+            .insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
+        return r;
+    }
+    if let Some(auth) = &state.basic_auth {
+        if !auth.check(req.headers().get(header::AUTHORIZATION)).await {
+            let mut r = text(StatusCode::UNAUTHORIZED, "Unauthorized\n");
+            r.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Basic realm=\"partnercenter-exporter\""),
+            );
+            return r;
+        }
+    }
+    match path {
+        p if p == state.telemetry_path => metrics(state, req),
+        "/" => landing(state),
+        "/-/healthy" => text(StatusCode::OK, "Healthy\n"),
+        _ => ready(state),
+    }
+}
+
+fn text(status: StatusCode, body: &'static str) -> Response<Body> {
+    let mut r = Response::new(Full::new(Bytes::from_static(body.as_bytes())));
+    *r.status_mut() = status;
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    r
+}
+
+fn ready(state: &ServerState) -> Response<Body> {
+    if state.ready.load(Ordering::SeqCst) {
+        text(StatusCode::OK, "Ready\n")
+    } else {
+        text(StatusCode::SERVICE_UNAVAILABLE, "Not Ready\n")
+    }
+}
+
+/// Whether the client accepts gzip (`Accept-Encoding: gzip`, not `gzip;q=0`).
+fn accepts_gzip(req: &Request<Incoming>) -> bool {
+    req.headers()
+        .get_all(header::ACCEPT_ENCODING)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|item| {
+            let mut parts = item.split(';').map(str::trim);
+            let coding = parts.next().unwrap_or_default();
+            let q_zero = parts.any(|p| {
+                p.strip_prefix("q=")
+                    .and_then(|q| q.parse::<f32>().ok())
+                    .is_some_and(|q| q == 0.0)
+            });
+            (coding.eq_ignore_ascii_case("gzip") || coding == "*") && !q_zero
+        })
+}
+
+/// The scrape: the cached exposition of the snapshot plus the live self-metrics.
+fn metrics(state: &ServerState, req: &Request<Incoming>) -> Response<Body> {
+    let published = state.shared.load();
+    let mut live = Vec::with_capacity(16 * 1024);
+    state.telemetry.encode(&mut live);
+    let gzipped = accepts_gzip(req);
+    let cached = if gzipped {
+        &published.exposition.gzip
+    } else {
+        &published.exposition.text
+    };
+    let live = if gzipped {
+        gzip(&live, flate2::Compression::fast())
+    } else {
+        live
+    };
+    let mut body = Vec::with_capacity(cached.len() + live.len());
+    body.extend_from_slice(cached);
+    body.extend_from_slice(&live);
+    let mut r = Response::new(Full::new(Bytes::from(body)));
+    let headers = r.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(CONTENT_TYPE));
+    headers.insert(header::VARY, HeaderValue::from_static("Accept-Encoding"));
+    if gzipped {
+        headers.insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
+    }
+    r
+}
+
+fn landing(state: &ServerState) -> Response<Body> {
+    let published = state.shared.load();
+    let html = landing_html(&published.snapshot, &state.telemetry_path);
+    let mut r = Response::new(Full::new(Bytes::from(html)));
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/html; charset=utf-8"),
+    );
+    r
+}
+
+/// The landing page. Customer names come from Partner Center: everything is escaped.
+pub fn landing_html(snapshot: &Snapshot, telemetry_path: &str) -> String {
+    let mut rows: Vec<_> = snapshot.customers.iter().collect();
+    rows.sort_by(|a, b| {
+        let spend = |c: &crate::snapshot::CustomerSnapshot| {
+            c.costs.iter().map(|l| l.after_tax).sum::<f64>()
+        };
+        spend(b)
+            .total_cmp(&spend(a))
+            .then_with(|| a.name.cmp(&b.name))
+    });
+    let failed = snapshot
+        .customers
+        .iter()
+        .filter(|c| !c.fetch_success)
+        .count();
+    let mut out = String::with_capacity(4096 + rows.len().min(LANDING_ROWS) * 256);
+    let _ = write!(
+        out,
+        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>Partner Center Exporter</title>\
+<style>body{{font-family:sans-serif;margin:2em}}table{{border-collapse:collapse}}td,th{{padding:.2em .8em;border-bottom:1px solid #ddd;text-align:left}}td.n{{text-align:right}}.bad{{color:#b00}}</style></head>\n\
+<body><h1>Partner Center Exporter</h1>\n<p>Version {version}. Polls Microsoft Partner Center in the background and serves the last results; scrapes never wait on Partner Center.</p>\n\
+<ul><li><a href=\"{path}\">Metrics</a></li><li><a href=\"/-/healthy\">Health</a></li><li><a href=\"/-/ready\">Readiness</a></li></ul>\n",
+        version = escape_html(env!("CARGO_PKG_VERSION")),
+        path = escape_html(telemetry_path),
+    );
+    let last = snapshot
+        .poll_last_success
+        .map(format_time)
+        .unwrap_or_else(|| "never".to_owned());
+    let _ = write!(
+        out,
+        "<h2>Customers</h2>\n<p>{} monitored, {} failing at the last poll. Last fully successful poll: {}.</p>\n",
+        snapshot.customers.len(),
+        failed,
+        escape_html(&last)
+    );
+    out.push_str("<table><tr><th>Customer</th><th>Domain</th><th>Id</th><th>After tax</th><th>Budget</th><th>Last fetch</th></tr>\n");
+    for c in rows.iter().take(LANDING_ROWS) {
+        let spend = c
+            .after_tax_by_currency()
+            .iter()
+            .map(|(cur, v)| format!("{v:.2} {cur}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let budget = c.budget.map(|b| format!("{b:.2}")).unwrap_or_default();
+        let status = match (c.fetch_success, c.last_success) {
+            (true, Some(t)) => format_time(t),
+            (false, Some(t)) => format!("failing (data from {})", format_time(t)),
+            (_, None) => "failing (no data yet)".to_owned(),
+        };
+        let _ = writeln!(
+            out,
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td{}>{}</td></tr>",
+            escape_html(&c.name),
+            escape_html(&c.domain),
+            escape_html(&c.id),
+            escape_html(&spend),
+            escape_html(&budget),
+            if c.fetch_success { "" } else { " class=\"bad\"" },
+            escape_html(&status),
+        );
+    }
+    out.push_str("</table>\n");
+    if rows.len() > LANDING_ROWS {
+        let _ = writeln!(
+            out,
+            "<p>{} more on the metrics page.</p>",
+            rows.len() - LANDING_ROWS
+        );
+    }
+    out.push_str("</body></html>\n");
+    out
+}
+
+fn format_time(unix: f64) -> String {
+    let t = std::time::UNIX_EPOCH + Duration::from_secs_f64(unix.max(0.0));
+    humantime::format_rfc3339_seconds(t).to_string()
+}
+
+/// Escapes text for HTML element content and quoted attribute values.
+pub fn escape_html(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for ch in s.chars() {
+        match ch {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::snapshot::CustomerSnapshot;
+
+    #[test]
+    fn landing_page_escapes_names() {
+        let snapshot = Snapshot {
+            customers: vec![CustomerSnapshot {
+                id: "id-1".into(),
+                name: "<script>alert('x')</script> & \"Co\"".into(),
+                domain: "d".into(),
+                budget: None,
+                costs: vec![],
+                fetch_success: true,
+                last_success: Some(0.0),
+            }],
+            poll_last_success: None,
+        };
+        let html = landing_html(&snapshot, "/metrics");
+        assert!(!html.contains("<script>"));
+        assert!(
+            html.contains("&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt; &amp; &quot;Co&quot;")
+        );
+    }
+}
