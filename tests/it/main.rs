@@ -1,0 +1,8 @@
+//! Integration tests: the real exporter (binary or in-process `Application`) against
+//! the simulated Azure AD and Partner Center over loopback.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod api;
+mod continuity;
+mod faults;
+mod helpers;
