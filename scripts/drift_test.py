@@ -718,7 +718,8 @@ def run(args, rep, tmp):
         rep.check("metric %s (%s)" % (n, source if ok else "used by " + used_names[n]), ok,
                   "" if ok else "not in the exporter's /metrics")
     unused = sorted(n for n in exported if n not in used_names and not n.startswith(("process_", "go_"))
-                    and not n.endswith(("_bucket", "_sum", "_count", "_created")))
+                    and not n.endswith(("_bucket", "_sum", "_count", "_created"))
+                    and n + "_bucket" not in used_names)
     if unused:
         Report.info("exported but used by no dashboard or rule: %s" % ", ".join(unused))
 

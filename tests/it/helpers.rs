@@ -401,3 +401,110 @@ fn parse_labels(text: &str) -> BTreeMap<String, String> {
     }
     out
 }
+
+/// A real Prometheus server (Debian's `prometheus`) on a free loopback port, with a
+/// generated configuration and a temporary data directory.
+pub struct Prometheus {
+    child: Child,
+    pub url: String,
+    _dir: tempfile::TempDir,
+}
+
+pub fn find_on_path(name: &str) -> Option<PathBuf> {
+    std::env::var_os("PATH")
+        .into_iter()
+        .flat_map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
+        .map(|d| d.join(name))
+        .find(|p| p.is_file())
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+impl Prometheus {
+    /// Starts Prometheus with `scrape_configs` (YAML list items, already indented
+    /// by two spaces) and a 1 s scrape interval.
+    pub async fn start(scrape_configs: &str) -> Prometheus {
+        let binary = find_on_path("prometheus")
+            .expect("the prometheus server is required (scripts/test.sh installs Debian's prometheus package)");
+        let dir = tempfile::tempdir().unwrap();
+        let config = dir.path().join("prometheus.yml");
+        std::fs::write(
+            &config,
+            format!("global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\nscrape_configs:\n{scrape_configs}"),
+        )
+        .unwrap();
+        let port = free_port();
+        let child = Command::new(binary)
+            .arg(format!("--config.file={}", config.display()))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                dir.path().join("data").display()
+            ))
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .arg("--log.level=warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("prometheus starts");
+        let p = Prometheus {
+            child,
+            url: format!("http://127.0.0.1:{port}"),
+            _dir: dir,
+        };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Ok(r) = reqwest::get(format!("{}/-/ready", p.url)).await {
+                if r.status().is_success() {
+                    return p;
+                }
+            }
+            assert!(Instant::now() < deadline, "prometheus did not become ready");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// An instant query; the `data.result` array.
+    pub async fn query(&self, expr: &str) -> Vec<serde_json::Value> {
+        let r: serde_json::Value = reqwest::Client::new()
+            .get(format!("{}/api/v1/query", self.url))
+            .query(&[("query", expr)])
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(r["status"], "success", "{expr}: {r}");
+        r["data"]["result"].as_array().cloned().unwrap_or_default()
+    }
+
+    /// Waits until `expr` returns a sample with value `want` (at most 30 s).
+    pub async fn wait_for(&self, expr: &str, want: &str) -> Vec<serde_json::Value> {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let result = self.query(expr).await;
+            if result.iter().any(|s| s["value"][1] == want) {
+                return result;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{expr} never returned {want}: {result:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    }
+}
+
+impl Drop for Prometheus {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

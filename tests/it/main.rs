@@ -6,3 +6,4 @@ mod api;
 mod continuity;
 mod faults;
 mod helpers;
+mod security;
