@@ -190,9 +190,32 @@ impl Authenticator {
     }
 
     /// Starts a new poll: a refusal latched in the previous poll may be tried once more.
+    /// After a refusal, the refresh-token file is read again, so an operator who
+    /// stored a new token after a fresh consent needs no restart.
     pub fn begin_poll(&self) {
+        let refused = self.latched_error().is_some_and(|e| e.needs_operator());
+        if refused && self.config.grant == Grant::RefreshToken {
+            self.reload_refresh_token();
+        }
         self.generation
             .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    fn reload_refresh_token(&self) {
+        let Some(path) = &self.config.refresh_token_file else {
+            return;
+        };
+        match std::fs::read_to_string(path) {
+            Ok(text) if !text.trim().is_empty() => {
+                if let Ok(mut current) = self.refresh_token.lock() {
+                    *current = Some(SecretString::from(text.trim().to_owned()));
+                }
+            }
+            Ok(_) => tracing::warn!(path = %path.display(), "the refresh token file is empty"),
+            Err(err) => {
+                tracing::warn!(path = %path.display(), error = %err, "cannot read the refresh token file")
+            }
+        }
     }
 
     /// The error latched in the current poll, if any.

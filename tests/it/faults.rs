@@ -443,3 +443,48 @@ async fn bad_http_to_our_server_is_refused_per_connection() {
     drop(idle);
     exporter.stop().await;
 }
+
+#[tokio::test]
+async fn a_new_refresh_token_in_the_file_is_used_without_a_restart() {
+    let (sim, exporter, dir) = setup(3, &[]).await;
+    finished(exporter.poller.poll_once().await);
+    // Someone else redeems the exporter's refresh token (as a fresh consent would
+    // produce a new one), and every older token is revoked.
+    let token_file = dir.path().join("refresh_token");
+    let current = std::fs::read_to_string(&token_file).unwrap();
+    let creds = sim.credentials();
+    let form = [
+        ("grant_type", "refresh_token"),
+        ("client_id", creds.client_id.as_str()),
+        ("client_secret", creds.client_secret.as_str()),
+        ("refresh_token", current.trim()),
+        ("resource", "https://api.partnercenter.microsoft.com"),
+    ];
+    let answer: serde_json::Value = reqwest::Client::new()
+        .post(format!("{}/{}/oauth2/token", sim.url(), creds.tenant))
+        .form(&form)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let fresh = answer["refresh_token"].as_str().unwrap().to_owned();
+    sim.revoke_refresh_tokens_except_latest();
+    sim.expire_access_tokens();
+    let (result, _) = finished(exporter.poller.poll_once().await);
+    assert_eq!(result, "failure");
+    let m = exporter.metrics().await;
+    assert_eq!(
+        m.get(
+            "partnercenter_auth_failures_total",
+            &[("reason", "invalid_grant")]
+        ),
+        Some(1.0)
+    );
+    // The operator stores the new token; the next poll signs in with it.
+    secret_file(dir.path(), "refresh_token", &fresh);
+    let (result, _) = finished(exporter.poller.poll_once().await);
+    assert_eq!(result, "success");
+    exporter.stop().await;
+}
