@@ -457,7 +457,8 @@ def run(args, rep, tmp):
 
     # ------------------------------------------------ exporter
     binary = args.binary if os.path.isabs(args.binary) else os.path.join(ROOT, args.binary)
-    if not rep.check("exporter binary exists: %s" % args.binary, os.access(binary, os.X_OK)):
+    if not rep.check("exporter binary exists: %s" % args.binary, os.access(binary, os.X_OK),
+                     "build it first (cargo build --release) or pass its path"):
         return
     exp_port = free_port()
     exp_log = os.path.join(tmp, "exporter.log")
@@ -583,6 +584,7 @@ def run(args, rep, tmp):
     rep.check("a demo customer with costs%s found for the variables" %
               (", budget and billing period" if pref.get("data", {}).get("result") else ""),
               bool(combo.get("customer")), json.dumps(combo))
+    Report.info("variables set to: %s" % json.dumps(combo, ensure_ascii=False))
     if not pref.get("data", {}).get("result"):
         rep.check("the demo has a customer with a budget in the currency of its costs", False,
                   "no partnercenter_customer_budget matches the customer_id and currency of a cost series")

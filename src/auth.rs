@@ -489,6 +489,50 @@ impl std::fmt::Debug for Authenticator {
     }
 }
 
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::metrics::AUTH_FAILURE_REASONS;
+
+    #[test]
+    fn every_reason_is_a_known_label_value() {
+        let errors = [
+            AuthError::Transport("x".into()),
+            AuthError::Exchange(403),
+            AuthError::Unavailable("temporarily_unavailable".into()),
+            AuthError::Refused {
+                error: "something new".into(),
+                code: None,
+            },
+        ];
+        for e in errors {
+            assert!(AUTH_FAILURE_REASONS.contains(&e.reason()), "{}", e.reason());
+        }
+        for reason in AUTH_FAILURE_REASONS {
+            let label = aad_error_label(reason);
+            assert!(label == *reason || label == "other");
+        }
+    }
+
+    #[test]
+    fn refusals_say_what_to_do() {
+        let e = AuthError::Refused {
+            error: "invalid_grant".into(),
+            code: Some(700082),
+        };
+        let text = e.to_string();
+        assert!(
+            text.contains("AADSTS700082") && text.contains("consent"),
+            "{text}"
+        );
+        let e = AuthError::Refused {
+            error: "interaction_required".into(),
+            code: Some(50076),
+        };
+        assert!(e.to_string().contains("multi-factor"));
+    }
+}
+
 impl std::fmt::Debug for AccessToken {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("AccessToken([REDACTED])")

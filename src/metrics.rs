@@ -52,6 +52,27 @@ impl Endpoint {
     }
 }
 
+/// Every `reason` of `partnercenter_auth_failures_total`: the Azure AD `error`
+/// values (RFC 6749 §5.2 and Azure AD's additions), `other` for an unknown one,
+/// `transport` for no usable answer, `generatetoken` for a refused exchange. All are
+/// exported from the start at 0, so `increase()` sees the first failure.
+pub const AUTH_FAILURE_REASONS: &[&str] = &[
+    "invalid_request",
+    "invalid_grant",
+    "unauthorized_client",
+    "invalid_client",
+    "unsupported_grant_type",
+    "invalid_resource",
+    "invalid_scope",
+    "interaction_required",
+    "temporarily_unavailable",
+    "server_error",
+    "access_denied",
+    "other",
+    "transport",
+    "generatetoken",
+];
+
 /// Outcome label values of `partnercenter_polls_total`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PollResult {
@@ -125,6 +146,9 @@ impl Telemetry {
                 &["reason"],
             )?,
         );
+        for reason in AUTH_FAILURE_REASONS {
+            auth_failures.with_label_values(&[reason]);
+        }
         let polls = register(
             &registry,
             IntCounterVec::new(
@@ -528,6 +552,7 @@ mod tests {
             "partnercenter_api_requests_total{code=\"error\",endpoint=\"token\"} 1",
             "partnercenter_api_request_duration_seconds_bucket",
             "partnercenter_auth_failures_total{reason=\"invalid_grant\"} 1",
+            "partnercenter_auth_failures_total{reason=\"transport\"} 0",
             "partnercenter_polls_total{result=\"partial\"} 0",
             "partnercenter_poll_duration_seconds",
             "partnercenter_poll_in_progress 0",
