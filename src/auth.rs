@@ -489,6 +489,12 @@ impl std::fmt::Debug for Authenticator {
     }
 }
 
+impl std::fmt::Debug for AccessToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("AccessToken([REDACTED])")
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -530,11 +536,5 @@ mod tests {
             code: Some(50076),
         };
         assert!(e.to_string().contains("multi-factor"));
-    }
-}
-
-impl std::fmt::Debug for AccessToken {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("AccessToken([REDACTED])")
     }
 }
