@@ -112,7 +112,10 @@ async fn documented_body_exports_exactly_the_documented_values() {
         Some(1.0)
     );
     assert!(m.count("process_resident_memory_bytes") == 1);
-    assert!(m.text.contains("partnercenter_exporter_build_info{"));
+    let build = m.matching("partnercenter_exporter_build_info", &[]).next().unwrap();
+    assert_eq!(build.1["version"], env!("CARGO_PKG_VERSION"));
+    assert!(build.1["rustc_version"].starts_with("1."), "{:?}", build.1);
+    assert_eq!(build.2, 1.0);
 }
 
 #[tokio::test]
