@@ -45,8 +45,8 @@ pub enum ApiError {
     Status {
         status: u16,
         code: Option<String>,
-        #[source]
-        retry_after: Option<RetryAfterError>,
+        /// The server's `Retry-After`, the floor of the next wait.
+        retry_after: Option<RetryAfter>,
     },
     /// No usable answer: connection refused or reset, timeout.
     #[error("{0}")]
@@ -58,11 +58,6 @@ pub enum ApiError {
     #[error("customer list paging did not end after {MAX_PAGES} pages")]
     Paging,
 }
-
-/// Carries a `Retry-After` through the error path to the retry policy.
-#[derive(Debug, Clone, Copy, thiserror::Error)]
-#[error("retry after {:?}", .0 .0)]
-pub struct RetryAfterError(pub RetryAfter);
 
 impl ApiError {
     /// A fixed, low-cardinality name for logs and tests.
@@ -95,7 +90,7 @@ impl ApiError {
     fn retry_after(&self) -> Option<RetryAfter> {
         match self {
             ApiError::Status {
-                retry_after: Some(RetryAfterError(r)),
+                retry_after: Some(r),
                 ..
             } => Some(*r),
             _ => None,
@@ -266,7 +261,7 @@ impl PartnerCenterClient {
         Err(ApiError::Status {
             status: status.as_u16(),
             code: error.code.map(|c| c.to_text().chars().take(32).collect()),
-            retry_after: retry_after.map(RetryAfterError),
+            retry_after,
         })
     }
 

@@ -88,7 +88,6 @@ pub struct Poller {
 }
 
 impl Poller {
-    #[allow(clippy::too_many_arguments)]
     pub fn new(
         client: Arc<PartnerCenterClient>,
         auth: Arc<Authenticator>,
@@ -120,10 +119,9 @@ impl Poller {
                 _ = shutdown.cancelled() => return,
                 _ = ticker.tick() => {}
             }
-            let started = Instant::now();
             tokio::select! {
                 _ = shutdown.cancelled() => {
-                    self.telemetry.poll_finished(None, started.elapsed(), now());
+                    // Dropping the poll resets partnercenter_poll_in_progress.
                     tracing::info!("poll cancelled by shutdown; the previous snapshot stays");
                     return;
                 }
