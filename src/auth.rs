@@ -32,7 +32,8 @@ pub const RESOURCE: &str = "https://api.partnercenter.microsoft.com";
 /// The v2 scope for the same audience.
 pub const SCOPE_V2: &str = "https://api.partnercenter.microsoft.com/.default";
 
-/// How long before its expiry a token is renewed.
+/// How long before its expiry a token is renewed (at most half its lifetime, so a
+/// short-lived token is not renewed at every request).
 const EXPIRY_MARGIN: Duration = Duration::from_secs(120);
 /// Lifetime assumed when a token response carries no `expires_in`.
 const DEFAULT_LIFETIME: Duration = Duration::from_secs(3600);
@@ -43,6 +44,8 @@ const MAX_TOKEN_BODY: usize = 256 * 1024;
 pub struct AccessToken {
     secret: SecretString,
     expires_at: Instant,
+    /// When to renew: ahead of `expires_at` by [`EXPIRY_MARGIN`] or half the lifetime.
+    renew_at: Instant,
 }
 
 impl AccessToken {
@@ -50,8 +53,17 @@ impl AccessToken {
         format!("Bearer {}", self.secret.expose_secret())
     }
 
+    fn new(secret: SecretString, lifetime: Duration) -> AccessToken {
+        let now = Instant::now();
+        AccessToken {
+            secret,
+            expires_at: now + lifetime,
+            renew_at: now + lifetime - EXPIRY_MARGIN.min(lifetime / 2),
+        }
+    }
+
     fn is_fresh(&self) -> bool {
-        Instant::now() + EXPIRY_MARGIN < self.expires_at
+        Instant::now() < self.renew_at
     }
 }
 
@@ -363,10 +375,10 @@ impl Authenticator {
                 self.store_refresh_token(rotated).await;
             }
             tracing::debug!(status = status.as_u16(), "signed in to Azure AD");
-            return Ok(AccessToken {
-                secret: parsed.access_token,
-                expires_at: Instant::now() + lifetime(parsed.expires_in.as_ref()),
-            });
+            return Ok(AccessToken::new(
+                parsed.access_token,
+                lifetime(parsed.expires_in.as_ref()),
+            ));
         }
         let error: AadErrorBody = parse_json(&body).unwrap_or_default();
         let code = error.aadsts_code();
@@ -422,12 +434,12 @@ impl Authenticator {
         }
         let parsed: TokenResponse =
             parse_json(&body).map_err(|e| AuthError::Transport(e.to_string()))?;
-        let expires_at =
-            (Instant::now() + lifetime(parsed.expires_in.as_ref())).min(aad.expires_at);
-        Ok(AccessToken {
-            secret: parsed.access_token,
-            expires_at,
-        })
+        // The exchanged token cannot outlive the Azure AD token it came from.
+        let remaining = aad.expires_at.saturating_duration_since(Instant::now());
+        Ok(AccessToken::new(
+            parsed.access_token,
+            lifetime(parsed.expires_in.as_ref()).min(remaining),
+        ))
     }
 
     /// Keeps the rotated refresh token and writes it to its file, so a restart signs
@@ -518,6 +530,19 @@ mod tests {
             let label = aad_error_label(reason);
             assert!(label == *reason || label == "other");
         }
+    }
+
+    #[test]
+    fn tokens_are_renewed_ahead_of_expiry_but_not_at_once() {
+        let long = AccessToken::new(SecretString::from("a"), Duration::from_secs(3600));
+        assert_eq!(long.expires_at - long.renew_at, EXPIRY_MARGIN);
+        assert!(long.is_fresh());
+        let short = AccessToken::new(SecretString::from("b"), Duration::from_secs(10));
+        assert_eq!(short.expires_at - short.renew_at, Duration::from_secs(5));
+        assert!(short.is_fresh());
+        let gone = AccessToken::new(SecretString::from("c"), Duration::ZERO);
+        assert!(!gone.is_fresh());
+        assert_eq!(format!("{long:?}"), "AccessToken([REDACTED])");
     }
 
     #[test]

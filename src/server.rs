@@ -11,14 +11,15 @@
 
 use std::convert::Infallible;
 use std::fmt::Write as _;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
 use http::{header, HeaderValue, Method, Request, Response, StatusCode};
-use http_body_util::Full;
-use hyper::body::Incoming;
+use hyper::body::{Frame, Incoming, SizeHint};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
@@ -71,7 +72,53 @@ impl ServerState {
     }
 }
 
-type Body = Full<Bytes>;
+/// A response body of at most two chunks, sent as they are.
+///
+/// A scrape answers with the cached exposition of the snapshot followed by the
+/// live self-metrics. Both are `Bytes`: the cached part is shared by reference with
+/// every other scrape of the same snapshot, so a scrape allocates and copies only the
+/// few KiB of live metrics, never a body that grows with the number of customers
+/// (15 MiB at 10,000 customers, once per concurrent scrape). The exact length is
+/// known, so the response carries `Content-Length`.
+pub struct Body {
+    chunks: [Bytes; 2],
+}
+
+impl Body {
+    fn one(chunk: Bytes) -> Body {
+        Body {
+            chunks: [chunk, Bytes::new()],
+        }
+    }
+
+    fn two(first: Bytes, second: Bytes) -> Body {
+        Body {
+            chunks: [first, second],
+        }
+    }
+}
+
+impl hyper::body::Body for Body {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        _cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        let this = self.get_mut();
+        let next = this.chunks.iter_mut().find(|c| !c.is_empty());
+        Poll::Ready(next.map(|c| Ok(Frame::data(std::mem::take(c)))))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.chunks.iter().all(Bytes::is_empty)
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        SizeHint::with_exact(self.chunks.iter().map(|c| c.len() as u64).sum())
+    }
+}
 
 /// Serves until `shutdown`, then drains connections for at most [`DRAIN_DEADLINE`].
 pub async fn serve(
@@ -198,7 +245,7 @@ async fn route(state: &ServerState, req: &Request<Incoming>) -> Response<Body> {
 }
 
 fn text(status: StatusCode, body: &'static str) -> Response<Body> {
-    let mut r = Response::new(Full::new(Bytes::from_static(body.as_bytes())));
+    let mut r = Response::new(Body::one(Bytes::from_static(body.as_bytes())));
     *r.status_mut() = status;
     r.headers_mut().insert(
         header::CONTENT_TYPE,
@@ -250,10 +297,8 @@ fn metrics(state: &ServerState, req: &Request<Incoming>) -> Response<Body> {
     } else {
         live
     };
-    let mut body = Vec::with_capacity(cached.len() + live.len());
-    body.extend_from_slice(cached);
-    body.extend_from_slice(&live);
-    let mut r = Response::new(Full::new(Bytes::from(body)));
+    // No copy of the cached part: the response holds a reference to it.
+    let mut r = Response::new(Body::two(cached.clone(), Bytes::from(live)));
     let headers = r.headers_mut();
     headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(CONTENT_TYPE));
     headers.insert(header::VARY, HeaderValue::from_static("Accept-Encoding"));
@@ -266,7 +311,7 @@ fn metrics(state: &ServerState, req: &Request<Incoming>) -> Response<Body> {
 fn landing(state: &ServerState) -> Response<Body> {
     let published = state.shared.load();
     let html = landing_html(&published.snapshot, &state.telemetry_path);
-    let mut r = Response::new(Full::new(Bytes::from(html)));
+    let mut r = Response::new(Body::one(Bytes::from(html)));
     r.headers_mut().insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("text/html; charset=utf-8"),

@@ -244,6 +244,17 @@ mod tests {
     }
 
     #[test]
+    fn timestamps_and_amounts_round_trip_exactly() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("cache.json");
+        let mut snapshot = sample();
+        snapshot.customers[0].last_success = Some(1_795_395_090.565_894_1);
+        snapshot.customers[0].costs[0].after_tax = 0.1 + 0.2;
+        save_cache(&path, &snapshot).unwrap();
+        assert_eq!(load_cache(&path).unwrap(), Some(snapshot));
+    }
+
+    #[test]
     fn corrupt_truncated_and_foreign_files_are_errors() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("cache.json");

@@ -112,7 +112,10 @@ async fn documented_body_exports_exactly_the_documented_values() {
         Some(1.0)
     );
     assert!(m.count("process_resident_memory_bytes") == 1);
-    let build = m.matching("partnercenter_exporter_build_info", &[]).next().unwrap();
+    let build = m
+        .matching("partnercenter_exporter_build_info", &[])
+        .next()
+        .unwrap();
     assert_eq!(build.1["version"], env!("CARGO_PKG_VERSION"));
     assert!(build.1["rustc_version"].starts_with("1."), "{:?}", build.1);
     assert_eq!(build.2, 1.0);
@@ -304,7 +307,7 @@ fn bad_configuration_exits_2_naming_the_flag() {
 async fn no_secret_in_logs_metrics_or_landing_page() {
     let sim = simulator(4).await;
     sim.knobs()
-        .set_access_token_lifetime(Duration::from_secs(121));
+        .set_access_token_lifetime(Duration::from_secs(2));
     let dir = tempfile::tempdir().unwrap();
     let mut flags = sim_flags(&sim, dir.path());
     flags.extend([
@@ -314,10 +317,11 @@ async fn no_secret_in_logs_metrics_or_landing_page() {
         "1s".into(),
     ]);
     let exporter = Exporter::spawn(&flags);
-    // The token lives 121 s and is renewed 120 s ahead: every poll renews it.
-    exporter.wait_for_polls(3.0).await;
+    // The token lives 2 s and is renewed after 1 s: polls every second renew it.
+    exporter.wait_for_polls(5.0).await;
     sim.knobs().set_token_fault(TokenFault::InvalidGrant);
-    exporter.wait_for_polls(4.0).await;
+    sim.expire_access_tokens();
+    exporter.wait_for_polls(6.0).await;
     let (_, landing) = exporter.get("/").await;
     let metrics = exporter.metrics().await.text;
     let logs = exporter.logs();
