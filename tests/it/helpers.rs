@@ -508,3 +508,35 @@ impl Drop for Prometheus {
         let _ = self.child.wait();
     }
 }
+
+/// Runs `promtool check metrics` on an exposition; panics if it fails, returns its
+/// remarks (lint findings) otherwise.
+pub fn promtool_check_metrics(text: &str) -> String {
+    use std::io::Write;
+    let promtool = find_on_path("promtool")
+        .expect("promtool is required (scripts/test.sh installs Debian's prometheus package)");
+    let mut child = Command::new(promtool)
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let report = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.status.success(),
+        "promtool check metrics failed:\n{report}"
+    );
+    report
+}

@@ -267,28 +267,5 @@ async fn untrusted_customer_names_are_escaped_everywhere() {
     assert!(landing.contains("Ünïcödé 株式会社"));
     assert!(!landing.contains("evil<b>"));
     // promtool agrees the exposition is valid with these names.
-    if let Some(promtool) = find_on_path("promtool") {
-        use std::io::Write;
-        let mut child = std::process::Command::new(promtool)
-            .args(["check", "metrics"])
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(m.text.as_bytes())
-            .unwrap();
-        let out = child.wait_with_output().unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    } else {
-        panic!("promtool is required (scripts/test.sh installs it)");
-    }
+    promtool_check_metrics(&m.text);
 }
