@@ -85,6 +85,7 @@ impl Exporter {
     }
 
     pub fn spawn_with_env(args: &[String], env: &[(&str, &str)]) -> Exporter {
+        init();
         let mut cmd = Command::new(binary());
         cmd.args(["--web.listen-address", "127.0.0.1:0"])
             .args(args)
