@@ -15,10 +15,10 @@
 #            no package manager. The binary verifies TLS against the system CA
 #            store, which this image provides.
 #
-# The base images are pinned by version tag. When you publish images, pin them
-# by digest as well (docs/deployment.md, "Container image").
+# The base images are pinned by tag and digest; update both together
+# (docs/deployment.md, "Container image").
 
-FROM rust:1.95.0-slim-bookworm AS chef
+FROM rust:1.95.0-slim-bookworm@sha256:d7482085ff5b415f84dba5647ae71606650bdef00db7aeb69f4b3d170c3e4082 AS chef
 RUN cargo install cargo-chef --locked --version 0.1.78
 WORKDIR /src
 
@@ -38,7 +38,7 @@ RUN cargo build --release --locked \
     && install -D -m 0755 target/release/partnercenter-exporter /out/partnercenter-exporter \
     && install -d -m 0700 /out/state
 
-FROM gcr.io/distroless/cc-debian12:nonroot AS runtime
+FROM gcr.io/distroless/cc-debian12:nonroot@sha256:9dac0a79194e45a7da0158a9c6da57b217585af0786db3845d1f0ec1a0dd182f AS runtime
 LABEL org.opencontainers.image.title="partnercenter-exporter" \
       org.opencontainers.image.description="Prometheus exporter for Microsoft Partner Center (CSP) service costs" \
       org.opencontainers.image.source="https://github.com/partnercenter-exporter/partnercenter-exporter" \
