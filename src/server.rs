@@ -339,7 +339,7 @@ pub fn landing_html(snapshot: &Snapshot, telemetry_path: &str) -> String {
     let _ = write!(
         out,
         "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>Partner Center Exporter</title>\
-<style>body{{font-family:sans-serif;margin:2em}}table{{border-collapse:collapse}}td,th{{padding:.2em .8em;border-bottom:1px solid #ddd;text-align:left}}td.n{{text-align:right}}.bad{{color:#b00}}</style></head>\n\
+<style>body{{font-family:sans-serif;margin:2em}}table{{border-collapse:collapse}}td,th{{padding:.2em .8em;border-bottom:1px solid #ddd;text-align:left}}td.n,td.t{{white-space:nowrap}}td.n{{text-align:right}}.bad{{color:#b00}}</style></head>\n\
 <body><h1>Partner Center Exporter</h1>\n<p>Version {version}. Polls Microsoft Partner Center in the background and serves the last results; scrapes never wait on Partner Center.</p>\n\
 <ul><li><a href=\"{path}\">Metrics</a></li><li><a href=\"/-/healthy\">Health</a></li><li><a href=\"/-/ready\">Readiness</a></li></ul>\n",
         version = escape_html(env!("CARGO_PKG_VERSION")),
@@ -356,7 +356,7 @@ pub fn landing_html(snapshot: &Snapshot, telemetry_path: &str) -> String {
         failed,
         escape_html(&last)
     );
-    out.push_str("<table><tr><th>Customer</th><th>Domain</th><th>Id</th><th>After tax</th><th>Budget</th><th>Last fetch</th></tr>\n");
+    out.push_str("<table><tr><th>Customer</th><th>Domain</th><th>Id</th><th>After tax</th><th>Budget (used)</th><th>Last fetch</th></tr>\n");
     for c in rows.iter().take(LANDING_ROWS) {
         let spend = c
             .after_tax_by_currency()
@@ -364,7 +364,13 @@ pub fn landing_html(snapshot: &Snapshot, telemetry_path: &str) -> String {
             .map(|(cur, v)| format!("{v:.2} {cur}"))
             .collect::<Vec<_>>()
             .join(", ");
-        let budget = c.budget.map(|b| format!("{b:.2}")).unwrap_or_default();
+        let spent: f64 = c.costs.iter().map(|l| l.after_tax).sum();
+        let over_budget = c.budget.is_some_and(|b| spent > b);
+        let budget = match c.budget {
+            Some(b) if b > 0.0 => format!("{b:.2} ({:.0}%)", spent / b * 100.0),
+            Some(b) => format!("{b:.2}"),
+            None => String::new(),
+        };
         let status = match (c.fetch_success, c.last_success) {
             (true, Some(t)) => format_time(t),
             (false, Some(t)) => format!("failing (data from {})", format_time(t)),
@@ -372,13 +378,14 @@ pub fn landing_html(snapshot: &Snapshot, telemetry_path: &str) -> String {
         };
         let _ = writeln!(
             out,
-            "<tr><td>{}</td><td>{}</td><td>{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td{}>{}</td></tr>",
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td class=\"n\">{}</td><td class=\"n{}\">{}</td><td class=\"t{}\">{}</td></tr>",
             escape_html(&c.name),
             escape_html(&c.domain),
             escape_html(&c.id),
             escape_html(&spend),
+            if over_budget { " bad" } else { "" },
             escape_html(&budget),
-            if c.fetch_success { "" } else { " class=\"bad\"" },
+            if c.fetch_success { "" } else { " bad" },
             escape_html(&status),
         );
     }
@@ -436,6 +443,10 @@ mod tests {
         };
         let html = landing_html(&snapshot, "/metrics");
         assert!(!html.contains("<script>"));
+        assert!(
+            html.contains("<td class=\"n\"></td>"),
+            "no budget, no figure"
+        );
         assert!(
             html.contains("&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt; &amp; &quot;Co&quot;")
         );
