@@ -4,10 +4,11 @@
 //! Two kinds of series, kept apart on purpose:
 //!
 //! - **Snapshot series** (costs, customer info, budgets, per-customer fetch status)
-//!   are rendered from a [`Snapshot`] once per poll into an [`Exposition`]: plain
-//!   text and its gzip, both encoded once. A customer absent from the snapshot is
-//!   absent from `/metrics` by construction. This is the part whose size grows with
-//!   the number of customers, so a scrape only copies bytes.
+//!   are rendered from a [`Snapshot`] once per poll into an [`Exposition`]: gzip,
+//!   compressed once, and the plain text decompressed from it once, when a scrape
+//!   first asks for it. A customer absent from the snapshot is absent from `/metrics`
+//!   by construction. This is the part whose size grows with the number of
+//!   customers, so a scrape only hands on shared bytes, without copying them.
 //! - **Live series** ([`Telemetry`]: API requests, poll outcomes, auth failures,
 //!   build info, `process_*`) live in the exporter's own `prometheus::Registry` (no
 //!   global registry) and are encoded at each scrape; their size does not depend on
@@ -266,23 +267,96 @@ impl Telemetry {
 }
 
 /// The snapshot's series, encoded once per poll.
+///
+/// The gzip form is what Prometheus asks for; it is rendered and compressed in
+/// chunks, so rendering never holds the whole text (15 MiB at 10,000 customers) next
+/// to the exposition still being served. The plain text is decompressed from it on the
+/// first scrape that wants it and kept with it: a server scraped only by Prometheus
+/// never holds it at all.
 #[derive(Debug, Clone, Default)]
 pub struct Exposition {
-    /// Text format 0.0.4.
-    pub text: Bytes,
-    /// The same bytes, gzip-compressed (one gzip member).
+    /// Text format 0.0.4, gzip-compressed (one gzip member).
     pub gzip: Bytes,
+    /// The same text uncompressed, once a scrape has asked for it.
+    text: tokio::sync::OnceCell<Bytes>,
+}
+
+/// Text rendered before it is handed to the compressor.
+const RENDER_CHUNK: usize = 64 * 1024;
+/// Capacity of a large exposition buffer, at least: see [`buffer`].
+const LARGE_BUFFER: usize = 32 << 20;
+
+/// A buffer for `size` bytes of exposition.
+///
+/// From 1 MiB on, its capacity is at least 32 MiB, which only reserves address space
+/// (pages never written are never resident), but keeps glibc's malloc from holding on
+/// to the memory: glibc maps allocations of 32 MiB and more directly and unmaps them
+/// when freed, whereas smaller ones, once a large block has been freed (its mmap
+/// threshold then rises to that size), come from per-thread arenas that keep freed
+/// blocks. Allocated anew at every poll, 15 MiB buffers made the exporter's RSS grow
+/// by about 10 MiB a poll in the benchmark (docs/performance.md), past 100 MiB.
+fn buffer(size: usize) -> Vec<u8> {
+    if size >= 1 << 20 {
+        Vec::with_capacity(size.max(LARGE_BUFFER))
+    } else {
+        Vec::with_capacity(size)
+    }
 }
 
 impl Exposition {
     pub fn render(snapshot: &Snapshot) -> Exposition {
-        let text = render_snapshot(snapshot);
-        let gzip = gzip(&text, Compression::default());
+        // The text format compresses about sevenfold: 250 bytes a customer.
+        let out = buffer(1024 + snapshot.customers.len() * 250);
+        let mut encoder = GzEncoder::new(out, Compression::default());
+        let mut chunk = String::with_capacity(RENDER_CHUNK + 4096);
+        // Writing to a Vec cannot fail.
+        render_into(snapshot, &mut chunk, &mut |chunk: &mut String| {
+            if chunk.len() >= RENDER_CHUNK {
+                let _ = encoder.write_all(chunk.as_bytes());
+                chunk.clear();
+            }
+        });
+        let _ = encoder.write_all(chunk.as_bytes());
         Exposition {
-            text: Bytes::from(text),
-            gzip: Bytes::from(gzip),
+            gzip: Bytes::from(encoder.finish().unwrap_or_default()),
+            text: tokio::sync::OnceCell::new(),
         }
     }
+
+    /// The text format, decompressed from [`Exposition::gzip`] on first use (on a
+    /// blocking thread: 10,000 customers take about 30 ms) and kept.
+    pub async fn text(&self) -> Bytes {
+        let text = self.text.get_or_init(|| async {
+            let gzip = self.gzip.clone();
+            match tokio::task::spawn_blocking(move || gunzip(&gzip)).await {
+                Ok(text) => text,
+                // The runtime is shutting down: decompress here.
+                Err(_) => gunzip(&self.gzip),
+            }
+        });
+        text.await.clone()
+    }
+}
+
+/// Decompresses one gzip member of ours into a buffer of the exact size.
+fn gunzip(gzip: &[u8]) -> Bytes {
+    use std::io::Read as _;
+    // ISIZE, the member's uncompressed size, ends the member (RFC 1952 §2.3.1).
+    let size = gzip
+        .len()
+        .checked_sub(4)
+        .and_then(|at| gzip.get(at..))
+        .and_then(|b| b.try_into().ok())
+        .map_or(0, |b: [u8; 4]| u32::from_le_bytes(b) as usize)
+        // Deflate expands at most 1032-fold: a wrong ISIZE cannot reserve more.
+        .min(gzip.len().saturating_mul(1032));
+    let mut out = buffer(size);
+    // Our own gzip of valid UTF-8: decompression cannot fail short of a bug, which
+    // would show as a truncated exposition.
+    if let Err(err) = flate2::read::GzDecoder::new(gzip).read_to_end(&mut out) {
+        tracing::error!(error = %err, "decompressing the exposition failed");
+    }
+    Bytes::from(out)
 }
 
 /// Compresses `data` as one gzip member. Several members concatenated form a valid
@@ -293,6 +367,34 @@ pub fn gzip(data: &[u8], level: Compression) -> Vec<u8> {
     // Writing to a Vec cannot fail.
     let _ = enc.write_all(data);
     enc.finish().unwrap_or_default()
+}
+
+/// `data` as one gzip member of stored (uncompressed) deflate blocks: how a scrape
+/// appends the live metrics to the cached gzip. They are a few KiB; compressing them
+/// would cost a compressor (about 300 KiB of state to allocate and clear) and more
+/// CPU per scrape than the bytes saved are worth.
+pub fn gzip_stored(data: &[u8]) -> Vec<u8> {
+    const BLOCK: usize = u16::MAX as usize;
+    let mut out = Vec::with_capacity(data.len() + data.len() / BLOCK * 5 + 23);
+    // ID1 ID2, CM = deflate, no flags, no mtime, no extra flags, OS unknown.
+    out.extend_from_slice(&[0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 0xff]);
+    let mut blocks = data.chunks(BLOCK).peekable();
+    if blocks.peek().is_none() {
+        out.extend_from_slice(&[1, 0, 0, 0xff, 0xff]);
+    }
+    while let Some(block) = blocks.next() {
+        // BFINAL on the last block, BTYPE 00 (stored), then LEN and NLEN.
+        out.push(u8::from(blocks.peek().is_none()));
+        let len = block.len() as u16;
+        out.extend_from_slice(&len.to_le_bytes());
+        out.extend_from_slice(&(!len).to_le_bytes());
+        out.extend_from_slice(block);
+    }
+    let mut crc = flate2::Crc::new();
+    crc.update(data);
+    out.extend_from_slice(&crc.sum().to_le_bytes());
+    out.extend_from_slice(&(data.len() as u32).to_le_bytes());
+    out
 }
 
 struct Family {
@@ -342,19 +444,25 @@ type LineValue<T> = fn(&crate::model::CostLine) -> T;
 
 /// Renders the snapshot series in the text format 0.0.4.
 pub fn render_snapshot(snapshot: &Snapshot) -> Vec<u8> {
-    // About 1.3 KiB per customer with two invoice types; pre-size to avoid regrowth.
-    let mut out = String::with_capacity(1024 + snapshot.customers.len() * 1400);
+    let mut out = String::new();
+    render_into(snapshot, &mut out, &mut |_| {});
+    out.into_bytes()
+}
+
+/// Renders the snapshot series, appending to `out` and calling `flush` after each
+/// customer's samples of each family, so that the caller can hand on full chunks.
+fn render_into(snapshot: &Snapshot, out: &mut String, flush: &mut dyn FnMut(&mut String)) {
     let money: [(&Family, LineValue<f64>); 3] = [
         (&PRETAX, |c| c.pretax),
         (&TAX, |c| c.tax),
         (&AFTER_TAX, |c| c.after_tax),
     ];
     for (family, value) in money {
-        header(&mut out, family);
+        header(out, family);
         for customer in &snapshot.customers {
             for line in &customer.costs {
                 sample(
-                    &mut out,
+                    out,
                     family,
                     &[
                         ("customer_id", &customer.id),
@@ -364,6 +472,7 @@ pub fn render_snapshot(snapshot: &Snapshot) -> Vec<u8> {
                     value(line),
                 );
             }
+            flush(out);
         }
     }
     let periods: [(&Family, LineValue<Option<f64>>); 2] = [
@@ -371,12 +480,12 @@ pub fn render_snapshot(snapshot: &Snapshot) -> Vec<u8> {
         (&PERIOD_END, |c| c.period_end),
     ];
     for (family, value) in periods {
-        header(&mut out, family);
+        header(out, family);
         for customer in &snapshot.customers {
             for line in &customer.costs {
                 if let Some(v) = value(line) {
                     sample(
-                        &mut out,
+                        out,
                         family,
                         &[
                             ("customer_id", &customer.id),
@@ -386,12 +495,13 @@ pub fn render_snapshot(snapshot: &Snapshot) -> Vec<u8> {
                     );
                 }
             }
+            flush(out);
         }
     }
-    header(&mut out, &INFO);
+    header(out, &INFO);
     for c in &snapshot.customers {
         sample(
-            &mut out,
+            out,
             &INFO,
             &[
                 ("customer_id", &c.id),
@@ -400,30 +510,33 @@ pub fn render_snapshot(snapshot: &Snapshot) -> Vec<u8> {
             ],
             1.0,
         );
+        flush(out);
     }
-    header(&mut out, &BUDGET);
+    header(out, &BUDGET);
     for c in &snapshot.customers {
         if let (Some(budget), Some(currency)) = (c.budget, c.currency()) {
             sample(
-                &mut out,
+                out,
                 &BUDGET,
                 &[("customer_id", &c.id), ("currency", currency)],
                 budget,
             );
         }
+        flush(out);
     }
-    header(&mut out, &FETCH_SUCCESS);
+    header(out, &FETCH_SUCCESS);
     for c in &snapshot.customers {
         let v = if c.fetch_success { 1.0 } else { 0.0 };
-        sample(&mut out, &FETCH_SUCCESS, &[("customer_id", &c.id)], v);
+        sample(out, &FETCH_SUCCESS, &[("customer_id", &c.id)], v);
+        flush(out);
     }
-    header(&mut out, &LAST_SUCCESS);
+    header(out, &LAST_SUCCESS);
     for c in &snapshot.customers {
         if let Some(at) = c.last_success {
-            sample(&mut out, &LAST_SUCCESS, &[("customer_id", &c.id)], at);
+            sample(out, &LAST_SUCCESS, &[("customer_id", &c.id)], at);
         }
+        flush(out);
     }
-    out.into_bytes()
 }
 
 fn header(out: &mut String, family: &Family) {
@@ -526,6 +639,42 @@ mod tests {
         );
     }
 
+    /// The documented customer, repeated under `n` distinct ids.
+    fn many_customers(n: usize) -> Snapshot {
+        let one = documented_snapshot().customers.remove(0);
+        Snapshot {
+            customers: (0..n)
+                .map(|i| CustomerSnapshot {
+                    id: format!("{i:08}-f9ff-4252-b2bf-40e21937a51a"),
+                    name: format!("Customer {i}"),
+                    ..one.clone()
+                })
+                .collect(),
+            poll_last_success: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn exposition_text_and_gzip_match_the_render() {
+        // Large enough to be rendered and compressed in several chunks.
+        let snapshot = many_customers(500);
+        let want = render_snapshot(&snapshot);
+        assert!(want.len() > 3 * RENDER_CHUNK);
+        let exposition = Exposition::render(&snapshot);
+        assert_eq!(exposition.text().await, want);
+        assert_eq!(exposition.text().await, want, "the text is kept");
+        assert_eq!(gunzip(&exposition.gzip), want);
+    }
+
+    #[tokio::test]
+    async fn expositions_of_any_size_round_trip() {
+        for n in [800, 300, 0, 600] {
+            let snapshot = many_customers(n);
+            let exposition = Exposition::render(&snapshot);
+            assert_eq!(exposition.text().await, render_snapshot(&snapshot));
+        }
+    }
+
     #[test]
     fn gzip_members_concatenate() {
         use std::io::Read;
@@ -586,6 +735,17 @@ mod tests {
                 }
             }
             prop_assert_eq!(back, value);
+        }
+
+        #[test]
+        fn stored_gzip_decodes(data in proptest::collection::vec(any::<u8>(), 0..200_000)) {
+            use std::io::Read;
+            let mut body = gzip(b"cached\n", Compression::default());
+            body.extend(gzip_stored(&data));
+            let mut out = Vec::new();
+            flate2::read::MultiGzDecoder::new(&body[..]).read_to_end(&mut out).unwrap();
+            prop_assert_eq!(&out[..7], b"cached\n");
+            prop_assert_eq!(&out[7..], &data[..]);
         }
 
         #[test]

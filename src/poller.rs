@@ -153,10 +153,11 @@ impl Poller {
             previous.snapshot.poll_last_success
         };
         self.state.publish(snapshot);
+        // The cache is on disk before the poll counts as finished.
+        self.write_cache().await;
         drop(guard);
         self.telemetry
             .poll_finished(Some(result), started.elapsed(), ended);
-        self.write_cache().await;
         tracing::info!(
             result = result.as_str(),
             customers,

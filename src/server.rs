@@ -1,9 +1,10 @@
 //! The HTTP server: `/metrics`, the landing page, `/-/healthy` and `/-/ready`.
 //!
 //! A few routes on bare hyper, a `match` on method and path, one small function per
-//! response. A scrape only reads the published snapshot's pre-encoded exposition
-//! (plain or gzip) and appends the live self-metrics; it never waits on the poller
-//! or on Partner Center. Each connection is served on its own task with a header
+//! response. A scrape only sends the published snapshot's pre-encoded exposition
+//! (gzip, or the plain text decompressed from it once per snapshot), shared rather
+//! than copied, and appends the live self-metrics; it never waits on the poller or on
+//! Partner Center. Each connection is served on its own task with a header
 //! read timeout and a header size limit, and the number of connections is bounded,
 //! so a slow or hostile client costs one connection, never the server. Shutdown is a
 //! parameter ([`serve`] takes a `CancellationToken`): stop accepting, mark not ready,
@@ -25,7 +26,7 @@ use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
-use crate::metrics::{gzip, Telemetry, CONTENT_TYPE};
+use crate::metrics::{gzip_stored, Telemetry, CONTENT_TYPE};
 use crate::poller::SharedState;
 use crate::snapshot::Snapshot;
 use crate::web_config::{BasicAuth, TlsAcceptorSource, WebConfig};
@@ -237,7 +238,7 @@ async fn route(state: &ServerState, req: &Request<Incoming>) -> Response<Body> {
         }
     }
     match path {
-        p if p == state.telemetry_path => metrics(state, req),
+        p if p == state.telemetry_path => metrics(state, req).await,
         "/" => landing(state),
         "/-/healthy" => text(StatusCode::OK, "Healthy\n"),
         _ => ready(state),
@@ -282,23 +283,21 @@ fn accepts_gzip(req: &Request<Incoming>) -> bool {
 }
 
 /// The scrape: the cached exposition of the snapshot plus the live self-metrics.
-fn metrics(state: &ServerState, req: &Request<Incoming>) -> Response<Body> {
-    let published = state.shared.load();
+async fn metrics(state: &ServerState, req: &Request<Incoming>) -> Response<Body> {
+    // The live metrics first: the poller publishes a snapshot before it counts the
+    // poll, so a scrape that shows the poll counted also shows its snapshot.
     let mut live = Vec::with_capacity(16 * 1024);
     state.telemetry.encode(&mut live);
+    let published = state.shared.load();
     let gzipped = accepts_gzip(req);
-    let cached = if gzipped {
-        &published.exposition.gzip
-    } else {
-        &published.exposition.text
-    };
-    let live = if gzipped {
-        gzip(&live, flate2::Compression::fast())
-    } else {
-        live
-    };
     // No copy of the cached part: the response holds a reference to it.
-    let mut r = Response::new(Body::two(cached.clone(), Bytes::from(live)));
+    let cached = if gzipped {
+        published.exposition.gzip.clone()
+    } else {
+        published.exposition.text().await
+    };
+    let live = if gzipped { gzip_stored(&live) } else { live };
+    let mut r = Response::new(Body::two(cached, Bytes::from(live)));
     let headers = r.headers_mut();
     headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(CONTENT_TYPE));
     headers.insert(header::VARY, HeaderValue::from_static("Accept-Encoding"));
