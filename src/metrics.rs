@@ -294,7 +294,7 @@ const LARGE_BUFFER: usize = 32 << 20;
 /// when freed, whereas smaller ones, once a large block has been freed (its mmap
 /// threshold then rises to that size), come from per-thread arenas that keep freed
 /// blocks. Allocated anew at every poll, 15 MiB buffers made the exporter's RSS grow
-/// by about 10 MiB a poll in the benchmark (docs/performance.md), past 100 MiB.
+/// by about 10 MiB a poll in the benchmark (README, "Performance"), past 100 MiB.
 fn buffer(size: usize) -> Vec<u8> {
     if size >= 1 << 20 {
         Vec::with_capacity(size.max(LARGE_BUFFER))
