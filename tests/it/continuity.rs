@@ -1,21 +1,27 @@
 //! Continuity: the cache file carries the last snapshot across restarts, crashes
 //! and shutdowns; readiness never depends on Partner Center or Azure AD.
 
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
+
+use partnercenter_exporter::simulator::Simulator;
 
 use crate::helpers::*;
 
-fn cache_flags(flags: &mut Vec<String>, cache: &std::path::Path) {
+/// A simulator with `customers`, and exporter flags that point at it with a cache
+/// file in a fresh directory.
+async fn with_cache(customers: usize) -> (Simulator, tempfile::TempDir, PathBuf, Vec<String>) {
+    let sim = simulator(customers).await;
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("snapshot.json");
+    let mut flags = sim_flags(&sim, dir.path());
     flags.extend(["--poll.cache-file".to_owned(), cache.display().to_string()]);
+    (sim, dir, cache, flags)
 }
 
 #[tokio::test]
 async fn a_restart_with_both_services_unreachable_serves_the_same_series() {
-    let sim = simulator(8).await;
-    let dir = tempfile::tempdir().unwrap();
-    let cache = dir.path().join("snapshot.json");
-    let mut flags = sim_flags(&sim, dir.path());
-    cache_flags(&mut flags, &cache);
+    let (sim, _dir, cache, flags) = with_cache(8).await;
     let before = {
         let mut exporter = Exporter::spawn(&flags);
         let m = exporter.wait_for_polls(1.0).await;
@@ -57,11 +63,7 @@ async fn a_restart_with_both_services_unreachable_serves_the_same_series() {
 
 #[tokio::test]
 async fn a_corrupt_or_foreign_cache_starts_cleanly_with_a_warning() {
-    let sim = simulator(3).await;
-    let dir = tempfile::tempdir().unwrap();
-    let cache = dir.path().join("snapshot.json");
-    let mut flags = sim_flags(&sim, dir.path());
-    cache_flags(&mut flags, &cache);
+    let (_sim, _dir, cache, flags) = with_cache(3).await;
     for (contents, needle) in [
         (
             &b"{\"version\":1,\"snapshot\":{\"customers\":[{\"id\":"[..],
@@ -96,12 +98,8 @@ async fn a_corrupt_or_foreign_cache_starts_cleanly_with_a_warning() {
 
 #[tokio::test]
 async fn sigkill_at_random_moments_never_leaves_a_broken_cache() {
-    let sim = simulator(30).await;
+    let (sim, dir, cache, mut flags) = with_cache(30).await;
     sim.knobs().set_latency(Duration::from_millis(20));
-    let dir = tempfile::tempdir().unwrap();
-    let cache = dir.path().join("snapshot.json");
-    let mut flags = sim_flags(&sim, dir.path());
-    cache_flags(&mut flags, &cache);
     flags.extend([
         "--poll.interval".to_owned(),
         "200ms".into(),
@@ -150,11 +148,7 @@ async fn sigkill_at_random_moments_never_leaves_a_broken_cache() {
 
 #[tokio::test]
 async fn sigterm_mid_poll_exits_0_promptly_and_keeps_the_previous_cache() {
-    let sim = simulator(6).await;
-    let dir = tempfile::tempdir().unwrap();
-    let cache = dir.path().join("snapshot.json");
-    let mut flags = sim_flags(&sim, dir.path());
-    cache_flags(&mut flags, &cache);
+    let (sim, _dir, cache, mut flags) = with_cache(6).await;
     flags.extend([
         "--poll.interval".to_owned(),
         "1s".into(),
