@@ -44,9 +44,15 @@ step "deployment files (hadolint, Kubernetes schemas, PrometheusRule sync, syste
 scripts/check-deploy.sh
 
 step "supply chain (cargo deny)"
-if ! command -v cargo-deny >/dev/null 2>&1; then
+# `cargo install` puts the tool in $CARGO_HOME/bin, which cargo searches for
+# subcommands even when it is not on PATH: ask cargo, not the shell.
+if ! cargo deny --version >/dev/null 2>&1; then
   cargo install --locked --quiet cargo-deny --version 0.20.2
 fi
+# cargo deny reads `cargo metadata` for every platform, and a Linux build caches
+# only Linux's crates: fetch the lock file's crates for all targets first, so the
+# offline check below works on a fresh machine.
+cargo fetch --locked --quiet
 bundle=../shared/advisory-db/advisory-db.bundle
 if [ -f "$bundle" ]; then
   db=target/advisory-dbs/advisory-db-3157b0e258782691
