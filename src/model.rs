@@ -289,6 +289,20 @@ pub fn parse_timestamp(value: Option<&str>, field: &'static str) -> Result<Optio
     Ok(Some(unix_seconds(time)))
 }
 
+/// A customer id in the one form the exporter keys and labels by: a GUID
+/// (`8-4-4-4-12` hex digits, the customer's tenant id) in lower case. Partner
+/// Center and operators write them in either case; anything else is `None`.
+pub fn normalize_customer_id(text: &str) -> Option<String> {
+    let text = text.trim();
+    let groups: Vec<&str> = text.split('-').collect();
+    let shaped = groups.len() == 5
+        && groups
+            .iter()
+            .zip([8, 4, 4, 4, 12])
+            .all(|(g, len)| g.len() == len && g.bytes().all(|b| b.is_ascii_hexdigit()));
+    shaped.then(|| text.to_ascii_lowercase())
+}
+
 /// Seconds since the Unix epoch, negative before it.
 pub fn unix_seconds(time: SystemTime) -> f64 {
     match time.duration_since(UNIX_EPOCH) {
@@ -398,6 +412,26 @@ mod tests {
         let next = page.links.unwrap().next.unwrap();
         assert_eq!(next.uri, "/v1/customers?size=2&seekOperation=Next");
         assert_eq!(next.headers[0].key, "MS-ContinuationToken");
+    }
+
+    #[test]
+    fn customer_ids_are_lower_case_guids() {
+        assert_eq!(
+            normalize_customer_id(" AE1D5B32-F9FF-4252-B2BF-40E21937A51A "),
+            Some("ae1d5b32-f9ff-4252-b2bf-40e21937a51a".to_owned())
+        );
+        for bad in [
+            "",
+            "not-a-guid",
+            "contoso.onmicrosoft.com",
+            "ae1d5b32f9ff4252b2bf40e21937a51a",
+            "{ae1d5b32-f9ff-4252-b2bf-40e21937a51a}",
+            "ae1d5b32-f9ff-4252-b2bf-40e21937a51g",
+            "ae1d5b32-f9ff-4252-b2bf-40e21937a51a-",
+            "ae1d5b3-2f9ff-4252-b2bf-40e21937a51a",
+        ] {
+            assert_eq!(normalize_customer_id(bad), None, "{bad:?}");
+        }
     }
 
     proptest! {
