@@ -768,24 +768,32 @@ fn customer_selection(
     file: Option<Vec<CustomerConfig>>,
     file_name: &str,
 ) -> Result<CustomerSelection, ConfigError> {
-    let file = file.unwrap_or_default();
-    for (i, c) in file.iter().enumerate() {
-        if c.id.trim().is_empty() {
-            return Err(ConfigError::new(format!(
-                "--config.file {file_name}: customers[{i}].id: must not be empty"
-            )));
-        }
+    let mut file = file.unwrap_or_default();
+    for i in 0..file.len() {
+        let key = |field: &str| format!("--config.file {file_name}: customers[{i}].{field}");
+        let c = &mut file[i];
+        // A typo in an id must not pass as a customer without data (Partner Center
+        // answers 404, which means "no data").
+        c.id = crate::model::normalize_customer_id(&c.id).ok_or_else(|| {
+            ConfigError::new(format!(
+                "{}: {:?} is not a customer id; give the customer's tenant id, a GUID such as ae1d5b32-f9ff-4252-b2bf-40e21937a51a",
+                key("id"),
+                c.id
+            ))
+        })?;
         if let Some(b) = c.budget {
             if !b.is_finite() || b < 0.0 {
                 return Err(ConfigError::new(format!(
-                    "--config.file {file_name}: customers[{i}].budget: {b} must be a positive number"
+                    "{}: {b} must be a positive number",
+                    key("budget")
                 )));
             }
         }
-        if file[..i].iter().any(|o| o.id.eq_ignore_ascii_case(&c.id)) {
+        if file[..i].iter().any(|o| o.id == file[i].id) {
             return Err(ConfigError::new(format!(
-                "--config.file {file_name}: customers[{i}].id: {} is listed twice",
-                c.id
+                "{}: {} is listed twice",
+                key("id"),
+                file[i].id
             )));
         }
     }
@@ -797,20 +805,20 @@ fn customer_selection(
     };
     // The flag picks the customers; names and budgets for them still come from the file.
     let mut customers: Vec<CustomerConfig> = Vec::new();
-    for id in flag.split(',').map(str::trim) {
-        if id.is_empty() || id.contains(char::is_whitespace) || id.contains('/') {
-            return Err(ConfigError::new(format!(
-                "--customers: {id:?} is not a customer id; give comma-separated tenant ids"
-            )));
-        }
-        if customers.iter().any(|c| c.id.eq_ignore_ascii_case(id)) {
+    for text in flag.split(',').map(str::trim) {
+        let id = crate::model::normalize_customer_id(text).ok_or_else(|| {
+            ConfigError::new(format!(
+                "--customers: {text:?} is not a customer id; give comma-separated tenant ids (GUIDs such as ae1d5b32-f9ff-4252-b2bf-40e21937a51a)"
+            ))
+        })?;
+        if customers.iter().any(|c| c.id == id) {
             continue;
         }
-        let from_file = file.iter().find(|c| c.id.eq_ignore_ascii_case(id));
+        let from_file = file.iter().find(|c| c.id == id);
         customers.push(CustomerConfig {
-            id: id.to_owned(),
             name: from_file.and_then(|c| c.name.clone()),
             budget: from_file.and_then(|c| c.budget),
+            id,
         });
     }
     Ok(CustomerSelection {
@@ -899,14 +907,22 @@ mod tests {
                 "--config.file",
                 path.to_str().unwrap(),
                 "--customers",
-                "ae1d5b32-f9ff-4252-b2bf-40e21937a51a,cafe",
+                "AE1D5B32-F9FF-4252-B2BF-40E21937A51A, cafecafe-0000-4000-8000-00000000cafe,ae1d5b32-f9ff-4252-b2bf-40e21937a51a",
             ]),
             SecretEnv::default(),
         )
         .unwrap();
+        // Ids are compared in lower case and given once.
         assert_eq!(c.customers.customers.len(), 2);
+        assert_eq!(
+            c.customers.customers[0].id,
+            "ae1d5b32-f9ff-4252-b2bf-40e21937a51a"
+        );
         assert_eq!(c.customers.customers[0].name.as_deref(), Some("Fabrikam"));
-        assert_eq!(c.customers.customers[1].id, "cafe");
+        assert_eq!(
+            c.customers.customers[1].id,
+            "cafecafe-0000-4000-8000-00000000cafe"
+        );
     }
 
     #[test]
@@ -997,7 +1013,11 @@ mod tests {
             msg.starts_with("--config.file") && msg.contains("intervall"),
             "{msg}"
         );
-        std::fs::write(&path, "customers:\n  - id: a\n    budget: -1\n").unwrap();
+        std::fs::write(
+            &path,
+            "customers:\n  - id: ae1d5b32-f9ff-4252-b2bf-40e21937a51a\n    budget: -1\n",
+        )
+        .unwrap();
         let msg = Config::from_flags(
             flags(&["--demo", "--config.file", path.to_str().unwrap()]),
             SecretEnv::default(),
@@ -1005,6 +1025,58 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(msg.contains("customers[0].budget"), "{msg}");
+    }
+
+    #[test]
+    fn customer_ids_that_are_not_guids_are_refused() {
+        for text in [
+            "not-a-guid",
+            "contoso.onmicrosoft.com",
+            "ae1d5b32-f9ff-4252-b2bf-40e21937a51",
+        ] {
+            let msg = Config::from_flags(
+                flags(&["--demo", "--customers", text]),
+                SecretEnv::default(),
+            )
+            .unwrap_err()
+            .to_string();
+            assert!(
+                msg.starts_with("--customers:") && msg.contains(text),
+                "{msg}"
+            );
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.yml");
+        std::fs::write(
+            &path,
+            "customers:\n  - id: ae1d5b32-f9ff-4252-b2bf-40e21937a51a\n  - id: b44bb1fb-8d9a-4ba7-9a1a-1f2a8a4e7b0\n",
+        )
+        .unwrap();
+        let msg = Config::from_flags(
+            flags(&["--demo", "--config.file", path.to_str().unwrap()]),
+            SecretEnv::default(),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            msg.contains("customers[1].id") && msg.contains("GUID"),
+            "{msg}"
+        );
+        std::fs::write(
+            &path,
+            "customers:\n  - id: ae1d5b32-f9ff-4252-b2bf-40e21937a51a\n  - id: AE1D5B32-F9FF-4252-B2BF-40E21937A51A\n",
+        )
+        .unwrap();
+        let msg = Config::from_flags(
+            flags(&["--demo", "--config.file", path.to_str().unwrap()]),
+            SecretEnv::default(),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            msg.contains("customers[1].id") && msg.contains("listed twice"),
+            "{msg}"
+        );
     }
 
     #[test]
