@@ -23,7 +23,7 @@ use crate::poller::{Poller, SharedState};
 use crate::retry::Backoff;
 use crate::server::{serve, ServerState};
 use crate::simulator::{SimCosts, Simulator, SimulatorConfig};
-use crate::snapshot::{load_cache, Snapshot};
+use crate::snapshot::{load_cache, Snapshot, StateLock};
 use crate::web_config::{TlsAcceptorSource, WebConfig};
 
 /// A built, listening exporter.
@@ -36,6 +36,8 @@ pub struct Application {
     interval: Duration,
     /// The simulated Partner Center of `--demo`, kept alive with the application.
     simulator: Option<Simulator>,
+    /// Exclusive locks on the state files, held until the application is dropped.
+    _locks: Vec<StateLock>,
 }
 
 impl Application {
@@ -62,6 +64,21 @@ impl Application {
         }
         for warning in &config.warnings {
             tracing::warn!("{warning}");
+        }
+
+        // Before anything reads or writes them: a second exporter on the same state
+        // files would sign in with tokens this one has already rotated.
+        let mut locks = Vec::new();
+        let state_files = [
+            config
+                .auth
+                .refresh_token_file
+                .as_ref()
+                .filter(|_| config.auth.grant == Grant::RefreshToken),
+            config.poll.cache_file.as_ref(),
+        ];
+        for path in state_files.into_iter().flatten() {
+            locks.push(StateLock::acquire(path)?);
         }
 
         let web = match &config.web_config_file {
@@ -138,6 +155,7 @@ impl Application {
             server_state,
             interval: config.poll.interval,
             simulator,
+            _locks: locks,
         })
     }
 
@@ -175,16 +193,49 @@ impl Application {
                     .run(self.interval, shutdown.child_token()),
             )
         });
-        serve(self.listener, self.tls, self.server_state, shutdown).await;
-        if let Some(poller) = poller {
-            let _ = poller.await;
+        let server = tokio::spawn(serve(
+            self.listener,
+            self.tls,
+            self.server_state,
+            shutdown.clone(),
+        ));
+        let result = match poller {
+            Some(poller) => supervise(poller, shutdown.clone()).await,
+            None => Ok(()),
+        };
+        // A failed poller has cancelled `shutdown`: the server drains and stops too.
+        if let Err(err) = server.await {
+            tracing::error!(error = %err, "the server task failed");
         }
         if let Some(sim) = self.simulator {
             sim.shutdown().await;
         }
         tracing::info!("stopped");
-        Ok(())
+        result
     }
+}
+
+/// Waits for a background task that must run until `shutdown`. If it ends before
+/// (a panic, which the panic hook has logged), the exporter must not go on serving
+/// data that no longer changes with `/-/ready` answering 200: it cancels `shutdown`
+/// and returns the error, so the process exits non-zero and its supervisor
+/// restarts it.
+pub async fn supervise(
+    task: tokio::task::JoinHandle<()>,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let outcome = task.await;
+    if shutdown.is_cancelled() && outcome.is_ok() {
+        return Ok(());
+    }
+    shutdown.cancel();
+    let why = match outcome {
+        Ok(()) => "ended unexpectedly".to_owned(),
+        Err(err) if err.is_panic() => "panicked".to_owned(),
+        Err(err) => format!("failed: {err}"),
+    };
+    tracing::error!("the poller {why}; stopping so that the supervisor restarts the exporter");
+    anyhow::bail!("the poller {why}")
 }
 
 fn load_initial_snapshot(path: &std::path::Path) -> Snapshot {
@@ -259,4 +310,38 @@ fn demo_budgets(sim: &Simulator) -> Vec<CustomerConfig> {
             })
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_panicking_background_task_stops_the_exporter() {
+        let shutdown = CancellationToken::new();
+        let task = tokio::spawn(async {
+            tokio::task::yield_now().await;
+            panic!("boom");
+        });
+        let result = supervise(task, shutdown.clone()).await;
+        assert!(result.unwrap_err().to_string().contains("panicked"));
+        assert!(shutdown.is_cancelled());
+    }
+
+    #[tokio::test]
+    async fn a_task_ending_at_shutdown_is_fine() {
+        let shutdown = CancellationToken::new();
+        let token = shutdown.clone();
+        let task = tokio::spawn(async move { token.cancelled().await });
+        shutdown.cancel();
+        assert!(supervise(task, shutdown).await.is_ok());
+    }
+
+    #[tokio::test]
+    async fn a_task_ending_early_stops_the_exporter() {
+        let shutdown = CancellationToken::new();
+        let task = tokio::spawn(async {});
+        assert!(supervise(task, shutdown.clone()).await.is_err());
+        assert!(shutdown.is_cancelled());
+    }
 }

@@ -4,6 +4,11 @@
 //! `--log.level trace` run does not print HTTP internals. Nothing in the exporter
 //! logs secrets, tokens, headers or token-request bodies; the logfmt writer here adds
 //! nothing of its own but the timestamp, level and target.
+//!
+//! Every logfmt line parses as logfmt: event fields and span fields go through one
+//! writer ([`Logfmt`] as both the event and the field formatter) that quotes and
+//! escapes values, and no output carries terminal colour codes, whatever stderr is.
+//! Panics are logged through the same subscriber ([`install_panic_hook`]).
 
 use std::fmt;
 
@@ -27,6 +32,7 @@ pub fn init(level: Level, format: LogFormat) {
     let filter = EnvFilter::new(format!("{deps},partnercenter_exporter={own}"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(false)
         .with_writer(std::io::stderr);
     let result = match format {
         LogFormat::Json => builder
@@ -35,15 +41,73 @@ pub fn init(level: Level, format: LogFormat) {
             .with_current_span(false)
             .with_span_list(false)
             .try_init(),
-        LogFormat::Logfmt => builder.event_format(Logfmt).try_init(),
+        LogFormat::Logfmt => builder.fmt_fields(Logfmt).event_format(Logfmt).try_init(),
     };
     if let Err(err) = result {
         eprintln!("partnercenter-exporter: cannot set up logging: {err}");
     }
 }
 
-/// A logfmt line: `ts=… level=… target=… msg="…" key=value …`.
+/// Logs a panic as one error line (with its location) before the default hook
+/// runs, so a panic in a background task is in the log however the log is read.
+pub fn install_panic_hook() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let message = info
+            .payload()
+            .downcast_ref::<&str>()
+            .map(|s| (*s).to_owned())
+            .or_else(|| info.payload().downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "unknown panic payload".to_owned());
+        let location = info
+            .location()
+            .map(|l| format!("{}:{}", l.file(), l.line()))
+            .unwrap_or_default();
+        tracing::error!(panic = %message, location = %location, "panic; the exporter stops so that its supervisor restarts it");
+        default(info);
+    }));
+}
+
+/// A logfmt line: `ts=… level=… target=… msg="…" key=value …`. Also the field
+/// formatter of spans, so span fields are logfmt too.
 pub struct Logfmt;
+
+impl<'writer> FormatFields<'writer> for Logfmt {
+    fn format_fields<R: tracing_subscriber::field::RecordFields>(
+        &self,
+        mut writer: Writer<'writer>,
+        fields: R,
+    ) -> fmt::Result {
+        let mut visitor = LogfmtVisitor {
+            line: String::new(),
+            message: None,
+        };
+        fields.record(&mut visitor);
+        if let Some(msg) = visitor.message {
+            visitor.line.push_str(" message=");
+            write_value(&mut visitor.line, &msg)?;
+        }
+        writer.write_str(visitor.line.trim_start())
+    }
+
+    fn add_fields(
+        &self,
+        current: &'writer mut FormattedFields<Self>,
+        fields: &tracing::span::Record<'_>,
+    ) -> fmt::Result {
+        let mut visitor = LogfmtVisitor {
+            line: String::new(),
+            message: None,
+        };
+        fields.record(&mut visitor);
+        if current.fields.is_empty() {
+            current.fields.push_str(visitor.line.trim_start());
+        } else {
+            current.fields.push_str(&visitor.line);
+        }
+        Ok(())
+    }
+}
 
 impl<S, N> FormatEvent<S, N> for Logfmt
 where
@@ -143,6 +207,52 @@ fn write_value(out: &mut impl fmt::Write, value: &str) -> fmt::Result {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Captures what the subscriber writes, for the tests below.
+    #[derive(Clone, Default)]
+    struct Capture(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Capture {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            if let Ok(mut out) = self.0.lock() {
+                out.extend_from_slice(buf);
+            }
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Capture {
+        type Writer = Capture;
+        fn make_writer(&'a self) -> Capture {
+            self.clone()
+        }
+    }
+
+    #[test]
+    fn span_fields_are_logfmt_without_colour() {
+        let capture = Capture::default();
+        let subscriber = tracing_subscriber::fmt()
+            .with_ansi(true) // even when asked for colour, logfmt has none
+            .with_max_level(Level::TRACE)
+            .with_writer(capture.clone())
+            .fmt_fields(Logfmt)
+            .event_format(Logfmt)
+            .finish();
+        tracing::subscriber::with_default(subscriber, || {
+            let span = tracing::info_span!("token", grant = ?crate::config::Grant::RefreshToken, customer_id = "ae1d5b32", note = "two words");
+            let _entered = span.enter();
+            tracing::error!(error = "disk \"full\"", "cannot save");
+        });
+        let text = String::from_utf8(capture.0.lock().unwrap().clone()).unwrap();
+        assert!(!text.contains('\u{1b}'), "{text:?}");
+        assert!(
+            text.contains(r#"msg="cannot save" error="disk \"full\"" grant=RefreshToken customer_id=ae1d5b32 note="two words""#),
+            "{text}"
+        );
+    }
 
     #[test]
     fn values_are_quoted_when_needed() {

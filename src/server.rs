@@ -31,10 +31,15 @@ use crate::poller::SharedState;
 use crate::snapshot::Snapshot;
 use crate::web_config::{BasicAuth, TlsAcceptorSource, WebConfig};
 
-/// Connections served at once; more wait in the kernel's accept queue.
-const MAX_CONNECTIONS: usize = 512;
-/// Time a client has to send its request headers.
-const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// Connections served at once, at most; more wait in the kernel's accept queue.
+/// High enough that hundreds of slow or idle clients (each cut after
+/// [`HEADER_READ_TIMEOUT`]) never make Prometheus's scrape wait for a free slot;
+/// lowered to half the open-files limit where that is smaller ([`connection_limit`]).
+const MAX_CONNECTIONS: usize = 8192;
+/// Time a client has to send a request head, counted from the connection's start
+/// or from the end of its previous response (so it is the keep-alive idle timeout
+/// too). Prometheus sends its request in one packet.
+const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(5);
 /// Time for a TLS handshake.
 const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Largest request head accepted.
@@ -129,7 +134,7 @@ pub async fn serve(
     shutdown: CancellationToken,
 ) {
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
-    let permits = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let permits = Arc::new(Semaphore::new(connection_limit()));
     loop {
         let permit = tokio::select! {
             _ = shutdown.cancelled() => break,
@@ -206,6 +211,27 @@ pub async fn serve(
     }
 }
 
+/// Raises the soft limit of open files to the hard limit, as Go programs do at
+/// start (systemd's default soft limit is 1,024), and returns the connection cap:
+/// [`MAX_CONNECTIONS`], or half the open-files limit where that is lower, leaving
+/// the rest for outbound connections and files.
+pub fn connection_limit() -> usize {
+    use rustix::process::{getrlimit, setrlimit, Resource};
+    let mut limit = getrlimit(Resource::Nofile);
+    if let (Some(current), Some(max)) = (limit.current, limit.maximum) {
+        if current < max {
+            limit.current = Some(max);
+            if setrlimit(Resource::Nofile, limit).is_err() {
+                limit.current = Some(current);
+            }
+        }
+    }
+    let files = limit.current.map_or(MAX_CONNECTIONS, |n| {
+        usize::try_from(n).unwrap_or(usize::MAX)
+    });
+    (files / 2).clamp(64, MAX_CONNECTIONS)
+}
+
 /// Routes one request.
 pub async fn handle(state: &ServerState, req: Request<Incoming>) -> Response<Body> {
     let mut response = route(state, &req).await;
@@ -263,23 +289,36 @@ fn ready(state: &ServerState) -> Response<Body> {
     }
 }
 
-/// Whether the client accepts gzip (`Accept-Encoding: gzip`, not `gzip;q=0`).
+/// Whether the client accepts gzip (RFC 9110 §12.5.3): an explicit `gzip` with a
+/// q-value above zero, or `*` above zero when gzip is not named. An explicit
+/// `gzip;q=0` wins over `*`; parameter names are case-insensitive (`Q=0`).
 fn accepts_gzip(req: &Request<Incoming>) -> bool {
-    req.headers()
+    let values = req
+        .headers()
         .get_all(header::ACCEPT_ENCODING)
         .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .any(|item| {
-            let mut parts = item.split(';').map(str::trim);
-            let coding = parts.next().unwrap_or_default();
-            let q_zero = parts.any(|p| {
-                p.strip_prefix("q=")
-                    .and_then(|q| q.parse::<f32>().ok())
-                    .is_some_and(|q| q == 0.0)
-            });
-            (coding.eq_ignore_ascii_case("gzip") || coding == "*") && !q_zero
-        })
+        .filter_map(|v| v.to_str().ok());
+    gzip_acceptable(values)
+}
+
+fn gzip_acceptable<'a>(values: impl Iterator<Item = &'a str>) -> bool {
+    let mut gzip: Option<bool> = None;
+    let mut star: Option<bool> = None;
+    for item in values.flat_map(|v| v.split(',')) {
+        let mut parts = item.split(';').map(str::trim);
+        let coding = parts.next().unwrap_or_default();
+        let accepted = parts
+            .filter_map(|p| p.split_once('='))
+            .find(|(name, _)| name.trim().eq_ignore_ascii_case("q"))
+            .is_none_or(|(_, q)| q.trim().parse::<f32>().is_ok_and(|q| q > 0.0));
+        if coding.eq_ignore_ascii_case("gzip") || coding.eq_ignore_ascii_case("x-gzip") {
+            // Of two mentions, a refusal wins.
+            gzip = Some(gzip.unwrap_or(true) && accepted);
+        } else if coding == "*" {
+            star = Some(star.unwrap_or(true) && accepted);
+        }
+    }
+    gzip.or(star).unwrap_or(false)
 }
 
 /// The scrape: the cached exposition of the snapshot plus the live self-metrics.
@@ -400,8 +439,14 @@ pub fn landing_html(snapshot: &Snapshot, telemetry_path: &str) -> String {
     out
 }
 
+/// A Unix time as RFC 3339, or the number itself when it is no date between 1970
+/// and 9999 (a cache file or an upstream may hold anything: never panic on it).
 fn format_time(unix: f64) -> String {
-    let t = std::time::UNIX_EPOCH + Duration::from_secs_f64(unix.max(0.0));
+    const YEAR_10000: f64 = 253_402_300_800.0;
+    if !(0.0..YEAR_10000).contains(&unix) {
+        return format!("{unix} (Unix time)");
+    }
+    let t = std::time::UNIX_EPOCH + Duration::from_secs(unix as u64);
     humantime::format_rfc3339_seconds(t).to_string()
 }
 
@@ -425,6 +470,54 @@ pub fn escape_html(s: &str) -> String {
 mod tests {
     use super::*;
     use crate::snapshot::CustomerSnapshot;
+
+    #[test]
+    fn times_beyond_any_calendar_do_not_panic() {
+        assert_eq!(format_time(0.0), "1970-01-01T00:00:00Z");
+        assert_eq!(format_time(253_402_300_799.0), "9999-12-31T23:59:59Z");
+        for t in [
+            253_402_300_800.0,
+            1e300,
+            -1.0,
+            f64::NAN,
+            f64::INFINITY,
+            f64::MAX,
+        ] {
+            assert!(format_time(t).ends_with("(Unix time)"), "{t}");
+        }
+        let snapshot = Snapshot {
+            customers: vec![CustomerSnapshot {
+                id: "id-1".into(),
+                name: "n".into(),
+                domain: "d".into(),
+                budget: Some(1.0),
+                costs: vec![],
+                fetch_success: false,
+                last_success: Some(1e300),
+            }],
+            poll_last_success: Some(f64::MAX),
+        };
+        assert!(landing_html(&snapshot, "/metrics").contains("(Unix time)"));
+    }
+
+    #[test]
+    fn gzip_is_chosen_by_q_values() {
+        let accepts = |v: &[&str]| gzip_acceptable(v.iter().copied());
+        assert!(accepts(&["gzip"]));
+        assert!(accepts(&["deflate, GZIP;q=0.5"]));
+        assert!(accepts(&["*"]));
+        assert!(accepts(&["br", "gzip"]));
+        assert!(!accepts(&[]));
+        assert!(!accepts(&["identity"]));
+        assert!(!accepts(&["gzip;q=0"]));
+        assert!(!accepts(&["gzip;Q=0"]));
+        assert!(!accepts(&["gzip; q=0.000"]));
+        assert!(!accepts(&["gzip;q=0, *"]));
+        assert!(!accepts(&["*, gzip;q=0"]));
+        assert!(!accepts(&["*;q=0"]));
+        assert!(!accepts(&["gzip;q=bogus"]));
+        assert!(accepts(&["gzip;level=1"]));
+    }
 
     #[test]
     fn landing_page_escapes_names() {

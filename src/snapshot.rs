@@ -170,9 +170,15 @@ pub fn write_atomically(path: &Path, contents: &[u8]) -> std::io::Result<()> {
     let name = path
         .file_name()
         .ok_or_else(|| std::io::Error::other("path has no file name"))?;
+    // Unique per write: two processes may share a PID (PID 1 in two containers on
+    // one volume), and a writer must never truncate another's temporary file.
     let mut tmp_name = std::ffi::OsString::from(".");
     tmp_name.push(name);
-    tmp_name.push(format!(".tmp-{}", std::process::id()));
+    tmp_name.push(format!(
+        ".tmp-{}-{:016x}",
+        std::process::id(),
+        fastrand::u64(..)
+    ));
     let tmp = dir.join(tmp_name);
     let result = (|| {
         let mut options = OpenOptions::new();
@@ -197,6 +203,87 @@ pub fn write_atomically(path: &Path, contents: &[u8]) -> std::io::Result<()> {
         let _ = fs::remove_file(&tmp);
     }
     result
+}
+
+/// An exclusive lock on a state file (the refresh-token file, the cache file), held
+/// for the life of the process, so that a second exporter on the same files refuses
+/// to start instead of revoking the first one's refresh tokens.
+///
+/// The lock is an `flock` on a sidecar file `.NAME.lock` beside the state file:
+/// the state file itself is replaced by rename on every write, and a lock on the old
+/// inode would not stop a second process from locking the new one. The sidecar
+/// holds the PID of its holder, for the message of the refused process.
+#[derive(Debug)]
+pub struct StateLock {
+    /// Kept open: the lock lasts as long as this descriptor.
+    _file: File,
+    pub path: PathBuf,
+}
+
+/// Why a state file could not be locked.
+#[derive(Debug, thiserror::Error)]
+pub enum LockError {
+    #[error("{state} is in use by another exporter{holder} (lock {lock}); two exporters must not share a refresh token file or a cache file: each signs in with the token the other one has already rotated")]
+    Held {
+        state: PathBuf,
+        lock: PathBuf,
+        holder: String,
+    },
+    #[error("cannot lock {lock}: {source}")]
+    Io {
+        lock: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+impl StateLock {
+    /// Locks `state` (which need not exist yet) or says who holds it.
+    pub fn acquire(state: &Path) -> Result<StateLock, LockError> {
+        use rustix::fs::{flock, FlockOperation};
+        let dir = match state.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d.to_owned(),
+            _ => PathBuf::from("."),
+        };
+        let mut name = std::ffi::OsString::from(".");
+        name.push(state.file_name().unwrap_or_default());
+        name.push(".lock");
+        let lock = dir.join(name);
+        let io = |source| LockError::Io {
+            lock: lock.clone(),
+            source,
+        };
+        let mut options = OpenOptions::new();
+        options.read(true).write(true).create(true).truncate(false);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::OpenOptionsExt;
+            options.mode(0o600);
+        }
+        let mut file = options.open(&lock).map_err(io)?;
+        match flock(&file, FlockOperation::NonBlockingLockExclusive) {
+            Ok(()) => {}
+            Err(rustix::io::Errno::WOULDBLOCK) => {
+                let holder = fs::read_to_string(&lock)
+                    .ok()
+                    .map(|t| t.trim().to_owned())
+                    .filter(|t| !t.is_empty() && t.len() < 32)
+                    .map(|pid| format!(" (pid {pid})"))
+                    .unwrap_or_default();
+                return Err(LockError::Held {
+                    state: state.to_owned(),
+                    lock,
+                    holder,
+                });
+            }
+            Err(err) => return Err(io(err.into())),
+        }
+        file.set_len(0).map_err(io)?;
+        writeln!(file, "{}", std::process::id()).map_err(io)?;
+        Ok(StateLock {
+            _file: file,
+            path: lock,
+        })
+    }
 }
 
 #[cfg(test)]
@@ -252,6 +339,43 @@ mod tests {
         snapshot.customers[0].costs[0].after_tax = 0.1 + 0.2;
         save_cache(&path, &snapshot).unwrap();
         assert_eq!(load_cache(&path).unwrap(), Some(snapshot));
+    }
+
+    #[test]
+    fn a_state_file_is_locked_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = dir.path().join("refresh_token");
+        let first = StateLock::acquire(&state).unwrap();
+        let err = StateLock::acquire(&state).unwrap_err();
+        let text = err.to_string();
+        assert!(matches!(err, LockError::Held { .. }), "{text}");
+        assert!(
+            text.contains("refresh_token") && text.contains(&format!("pid {}", std::process::id())),
+            "{text}"
+        );
+        drop(first);
+        let _again = StateLock::acquire(&state).unwrap();
+    }
+
+    #[test]
+    fn temporary_names_are_unique() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f");
+        // Many writers in one process (one PID): every write lands whole.
+        std::thread::scope(|scope| {
+            for i in 0..8 {
+                let path = path.clone();
+                scope.spawn(move || {
+                    for _ in 0..20 {
+                        write_atomically(&path, format!("{i}{}", "x".repeat(4096)).as_bytes())
+                            .unwrap();
+                    }
+                });
+            }
+        });
+        let text = fs::read_to_string(&path).unwrap();
+        assert_eq!(text.len(), 4097);
+        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1);
     }
 
     #[test]

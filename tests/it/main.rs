@@ -5,5 +5,6 @@
 mod api;
 mod continuity;
 mod faults;
+mod hardening;
 mod helpers;
 mod security;
