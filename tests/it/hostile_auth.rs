@@ -6,6 +6,7 @@
 use std::time::Duration;
 
 use partnercenter_exporter::poller::PollOutcome;
+use serde_json::Value;
 
 use crate::helpers::*;
 
@@ -13,6 +14,46 @@ fn finished(outcome: PollOutcome) -> (String, usize) {
     match outcome {
         PollOutcome::Finished { result, failed, .. } => (result.as_str().to_owned(), failed),
         PollOutcome::AlreadyRunning => panic!("poll did not run"),
+    }
+}
+
+#[tokio::test]
+async fn absurd_token_lifetimes_never_stop_the_poller() {
+    let cases: [(&str, Value); 6] = [
+        ("v2", Value::from(u64::MAX)),
+        ("v2", serde_json::from_str("1e19").unwrap()),
+        ("v1", Value::from("18446744073709551615")),
+        ("v1", Value::from("1e19")),
+        ("v2", Value::from(-3600)),
+        ("v2", Value::from(0.5)),
+    ];
+    for (endpoint, expires_in) in cases {
+        let sim = simulator(3).await;
+        sim.knobs().set_token_expires_in(Some(expires_in.clone()));
+        let dir = tempfile::tempdir().unwrap();
+        let mut flags = sim_flags(&sim, dir.path());
+        flags.extend(["--auth.endpoint", endpoint, "--poll.interval", "1s"].map(String::from));
+        let exporter = Exporter::spawn(&flags);
+        let m = exporter.wait_for_polls(2.0).await;
+        let logs = exporter.logs();
+        assert!(
+            m.get("partnercenter_polls_total", &[("result", "success")])
+                .unwrap()
+                >= 2.0,
+            "expires_in {expires_in}: two polls in a row succeed\n{logs}"
+        );
+        assert_eq!(
+            m.sum("partnercenter_polls_total"),
+            m.get("partnercenter_polls_total", &[("result", "success")])
+                .unwrap(),
+            "expires_in {expires_in}\n{logs}"
+        );
+        assert!(
+            !logs.contains("panicked"),
+            "expires_in {expires_in}\n{logs}"
+        );
+        // The token lives (a clamped) long enough to serve the second poll too.
+        assert_eq!(sim.stats().token, 1, "expires_in {expires_in}\n{logs}");
     }
 }
 
