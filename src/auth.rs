@@ -35,8 +35,13 @@ pub const SCOPE_V2: &str = "https://api.partnercenter.microsoft.com/.default";
 /// How long before its expiry a token is renewed (at most half its lifetime, so a
 /// short-lived token is not renewed at every request).
 const EXPIRY_MARGIN: Duration = Duration::from_secs(120);
-/// Lifetime assumed when a token response carries no `expires_in`.
+/// Lifetime assumed when a token response carries no usable `expires_in` (none,
+/// zero, negative, fractional below a second, or not a number).
 const DEFAULT_LIFETIME: Duration = Duration::from_secs(3600);
+/// The longest lifetime believed. Azure AD's access tokens live about an hour; an
+/// answer claiming more (up to `18446744073709551615` seconds, or `1e19`) is taken as
+/// a day, so that no lifetime can overflow the clock.
+const MAX_LIFETIME: Duration = Duration::from_secs(24 * 3600);
 /// Largest token response read.
 const MAX_TOKEN_BODY: usize = 256 * 1024;
 
@@ -54,11 +59,17 @@ impl AccessToken {
     }
 
     fn new(secret: SecretString, lifetime: Duration) -> AccessToken {
+        let lifetime = lifetime.min(MAX_LIFETIME);
         let now = Instant::now();
+        // Cannot fail for a day; if the clock could not hold it, the token is stale.
+        let expires_at = now.checked_add(lifetime).unwrap_or(now);
+        let renew_at = expires_at
+            .checked_sub(EXPIRY_MARGIN.min(lifetime / 2))
+            .unwrap_or(now);
         AccessToken {
             secret,
-            expires_at: now + lifetime,
-            renew_at: now + lifetime - EXPIRY_MARGIN.min(lifetime / 2),
+            expires_at,
+            renew_at,
         }
     }
 
@@ -473,11 +484,14 @@ fn write_refresh_token(path: PathBuf, token: SecretString) -> std::io::Result<()
     crate::snapshot::write_atomically(&path, &contents)
 }
 
+/// The lifetime an `expires_in` announces, at most [`MAX_LIFETIME`].
 fn lifetime(expires_in: Option<&crate::model::StringOrNumber>) -> Duration {
     expires_in
         .and_then(|e| e.as_secs())
         .filter(|s| *s > 0)
-        .map_or(DEFAULT_LIFETIME, Duration::from_secs)
+        .map_or(DEFAULT_LIFETIME, |s| {
+            Duration::from_secs(s.min(MAX_LIFETIME.as_secs()))
+        })
 }
 
 /// A fixed description of a reqwest failure (no URL: it may carry a tenant or token).
@@ -543,6 +557,45 @@ mod tests {
         let gone = AccessToken::new(SecretString::from("c"), Duration::ZERO);
         assert!(!gone.is_fresh());
         assert_eq!(format!("{long:?}"), "AccessToken([REDACTED])");
+    }
+
+    #[test]
+    fn absurd_lifetimes_are_clamped_not_trusted() {
+        let parse =
+            |json: &str| -> crate::model::StringOrNumber { serde_json::from_str(json).unwrap() };
+        for huge in [
+            "18446744073709551615",
+            "\"18446744073709551615\"",
+            "1e19",
+            "1e308",
+        ] {
+            assert_eq!(lifetime(Some(&parse(huge))), MAX_LIFETIME, "{huge}");
+        }
+        for useless in [
+            "-1",
+            "-1e19",
+            "0",
+            "0.5",
+            "\"1e19\"",
+            "\"3599.5\"",
+            "\"soon\"",
+        ] {
+            assert_eq!(
+                lifetime(Some(&parse(useless))),
+                DEFAULT_LIFETIME,
+                "{useless}"
+            );
+        }
+        assert_eq!(lifetime(None), DEFAULT_LIFETIME);
+        assert_eq!(
+            lifetime(Some(&parse("\"3599\""))),
+            Duration::from_secs(3599)
+        );
+        assert_eq!(lifetime(Some(&parse("90000.9"))), MAX_LIFETIME);
+        // Whatever reaches the token cache, it never panics.
+        let token = AccessToken::new(SecretString::from("d"), Duration::MAX);
+        assert!(token.is_fresh());
+        assert_eq!(token.expires_at - token.renew_at, EXPIRY_MARGIN);
     }
 
     #[test]

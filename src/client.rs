@@ -5,7 +5,8 @@
 //! `Accept`, `MS-RequestId` and `MS-CorrelationId` headers, is cut by the
 //! request timeout, is counted in `partnercenter_api_requests_total`, and is retried
 //! on 429, 5xx, timeouts and connection errors with full-jitter backoff (at least the
-//! server's `Retry-After`), keeping the same `MS-RequestId` across the retries of one
+//! server's `Retry-After`, all waits of one call together within the backoff's
+//! `max_total`), keeping the same `MS-RequestId` across the retries of one
 //! call. A 401 renews the token once and retries once; 400, 403 and 404 are never
 //! retried. Bodies are read with a size limit and parsed by [`crate::model`].
 //!
@@ -27,7 +28,7 @@ use crate::model::{
     parse_json, parse_service_costs, ApiErrorBody, BodyError, CostLine, CustomersPage,
     MAX_BODY_BYTES,
 };
-use crate::retry::{next_wait, read_body_limited, Backoff, RetryAfter};
+use crate::retry::{read_body_limited, Backoff, RetryAfter, RetryBudget};
 
 /// Customers asked for per page: Partner Center's maximum (API.md §3).
 pub const PAGE_SIZE: usize = 500;
@@ -206,10 +207,11 @@ impl PartnerCenterClient {
     ) -> Result<Bytes, ApiError> {
         let request_id = uuid::Uuid::new_v4().to_string();
         let correlation_id = uuid::Uuid::new_v4().to_string();
+        let mut budget = RetryBudget::of(&self.backoff);
         (|| self.attempt(endpoint, url, headers, &request_id, &correlation_id))
             .retry(self.backoff.clone())
             .when(ApiError::is_retryable)
-            .adjust(|err, wait| next_wait(wait, err.retry_after()))
+            .adjust(|err, wait| budget.next_wait(wait, err.retry_after()))
             .notify(|err, wait| {
                 tracing::debug!(endpoint = endpoint.as_str(), error = %err, wait = ?wait, "request failed; retrying");
             })

@@ -6,6 +6,11 @@
 //! retries and at most `max_total` of planned waiting. A server's `Retry-After` is the
 //! floor of the next wait (applied with backon's `adjust`), capped by
 //! [`MAX_RETRY_AFTER`]: a server asking for longer than that makes the call give up.
+//!
+//! `max_total` bounds what one call really waits, `Retry-After` floors included: a
+//! [`RetryBudget`] per call keeps the sum of the waits actually taken, and a wait that
+//! would take it past `max_total` makes the call give up instead (a server repeating
+//! `Retry-After: 50` gets two retries under the standard 2 minutes, not four).
 
 use std::time::{Duration, SystemTime};
 
@@ -48,6 +53,11 @@ impl Backoff {
             4,
             Duration::from_secs(120),
         )
+    }
+
+    /// The most one call may wait in all, backoff and `Retry-After` together.
+    pub fn max_total(&self) -> Duration {
+        self.max_total
     }
 
     /// The upper bound of the wait before retry `attempt` (0-based).
@@ -109,6 +119,43 @@ pub fn next_wait(
         Some(RetryAfter(floor)) if floor > MAX_RETRY_AFTER => None,
         Some(RetryAfter(floor)) => Some(wait.max(floor)),
         None => Some(wait),
+    }
+}
+
+/// The waiting left to one call: every wait it takes, whether the backoff's or a
+/// server's `Retry-After`, is taken from it, and a wait it cannot pay ends the call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetryBudget {
+    left: Duration,
+}
+
+impl RetryBudget {
+    /// A budget of `total` waiting.
+    pub fn new(total: Duration) -> RetryBudget {
+        RetryBudget { left: total }
+    }
+
+    /// The budget of one call retried with `backoff`: its `max_total`.
+    pub fn of(backoff: &Backoff) -> RetryBudget {
+        RetryBudget::new(backoff.max_total())
+    }
+
+    /// The wait before the next try, as [`next_wait`] decides it, taken from the
+    /// budget; `None` (give up) when [`next_wait`] gives up or the wait would exceed
+    /// what is left.
+    pub fn next_wait(
+        &mut self,
+        backoff_wait: Option<Duration>,
+        retry_after: Option<RetryAfter>,
+    ) -> Option<Duration> {
+        let wait = next_wait(backoff_wait, retry_after)?;
+        self.left = self.left.checked_sub(wait)?;
+        Some(wait)
+    }
+
+    /// The waiting still allowed.
+    pub fn left(&self) -> Duration {
+        self.left
     }
 }
 
@@ -182,7 +229,65 @@ mod tests {
         assert_eq!(next_wait(None, Some(RetryAfter(s(1)))), None);
     }
 
+    #[test]
+    fn retry_after_floors_count_against_the_total() {
+        let s = Duration::from_secs;
+        // The standard 2 minutes: a server repeating `Retry-After: 50` gets two waits.
+        let mut budget = RetryBudget::of(&Backoff::standard());
+        let mut backoff = Backoff::standard();
+        let mut waits = Vec::new();
+        while let Some(wait) = budget.next_wait(backoff.next(), Some(RetryAfter(s(50)))) {
+            waits.push(wait);
+        }
+        assert_eq!(waits, vec![s(50), s(50)]);
+        assert_eq!(budget.left(), s(20));
+        // 3 s of budget and `Retry-After: 2`: one retry, then the call gives up.
+        let mut budget = RetryBudget::new(s(3));
+        assert_eq!(
+            budget.next_wait(Some(Duration::from_millis(10)), Some(RetryAfter(s(2)))),
+            Some(s(2))
+        );
+        assert_eq!(
+            budget.next_wait(Some(Duration::from_millis(10)), Some(RetryAfter(s(2)))),
+            None
+        );
+        // Backoff waits are paid from it too, and an exact fit is allowed.
+        let mut budget = RetryBudget::new(s(1));
+        assert_eq!(budget.next_wait(Some(s(1)), None), Some(s(1)));
+        assert_eq!(
+            budget.next_wait(Some(Duration::ZERO), None),
+            Some(Duration::ZERO)
+        );
+        assert_eq!(budget.next_wait(Some(Duration::from_millis(1)), None), None);
+        // An exhausted backoff still ends the call.
+        assert_eq!(RetryBudget::new(s(60)).next_wait(None, None), None);
+    }
+
     proptest! {
+        #[test]
+        fn a_call_never_waits_beyond_its_budget(
+            total_ms in 0u64..300_000,
+            retry_afters in proptest::collection::vec(proptest::option::of(0u64..200), 0..12),
+        ) {
+            let backoff = Backoff::new(
+                Duration::from_millis(100),
+                Duration::from_secs(30),
+                retry_afters.len(),
+                Duration::from_millis(total_ms),
+            );
+            let mut budget = RetryBudget::of(&backoff);
+            let mut backoff = backoff;
+            let mut waited = Duration::ZERO;
+            for retry_after in retry_afters {
+                let floor = retry_after.map(|s| RetryAfter(Duration::from_secs(s)));
+                match budget.next_wait(backoff.next(), floor) {
+                    Some(wait) => waited += wait,
+                    None => break,
+                }
+            }
+            prop_assert!(waited <= Duration::from_millis(total_ms));
+        }
+
         #[test]
         fn retry_after_never_panics(value in ".{0,64}", secs in 0u64..4_000_000_000) {
             let _ = RetryAfter::parse(&value, SystemTime::UNIX_EPOCH + Duration::from_secs(secs));

@@ -250,9 +250,12 @@ struct KnobState {
     hang: HashSet<String>,
     huge: HashSet<String>,
     status: HashMap<String, u16>,
+    status_all: Option<u16>,
     bom: bool,
     token_fault: TokenFault,
     access_token_lifetime: Duration,
+    token_expires_in: Option<Value>,
+    token_refresh_token: Option<String>,
 }
 
 /// A token bucket: `per_minute` requests a minute, holding 5 seconds' worth.
@@ -332,9 +335,12 @@ impl Knobs {
                 hang: HashSet::new(),
                 huge: HashSet::new(),
                 status: HashMap::new(),
+                status_all: None,
                 bom: false,
                 token_fault: TokenFault::None,
                 access_token_lifetime: config.access_token_lifetime,
+                token_expires_in: None,
+                token_refresh_token: None,
             }),
         }
     }
@@ -406,6 +412,12 @@ impl Knobs {
         };
     }
 
+    /// Forces the status of every customer's servicecosts, as [`Knobs::set_status`]
+    /// does for one (a status set for one customer wins).
+    pub fn set_status_all(&self, status: Option<u16>) {
+        self.state().status_all = status;
+    }
+
     /// Prefixes every JSON body (token and Partner Center) with a UTF-8 BOM.
     pub fn set_bom(&self, on: bool) {
         self.state().bom = on;
@@ -419,6 +431,20 @@ impl Knobs {
     /// Lifetime of access tokens issued from now on.
     pub fn set_access_token_lifetime(&self, lifetime: Duration) {
         self.state().access_token_lifetime = lifetime;
+    }
+
+    /// The `expires_in` that successful AAD token answers carry, as this JSON value
+    /// (e.g. `18446744073709551615`, `1e19`, `-1`, `"0.5"`), in both endpoint
+    /// versions, instead of the lifetime the token really has; `None` = the truth.
+    pub fn set_token_expires_in(&self, value: Option<Value>) {
+        self.state().token_expires_in = value;
+    }
+
+    /// The `refresh_token` that successful AAD token answers carry where they would
+    /// rotate it (e.g. `""` or blanks), instead of a newly issued one; the refresh
+    /// tokens issued before stay valid. `None` = a new token each time.
+    pub fn set_token_refresh_token(&self, value: Option<String>) {
+        self.state().token_refresh_token = value;
     }
 
     fn latency(&self) -> Duration {
@@ -445,6 +471,14 @@ impl Knobs {
         self.state().access_token_lifetime
     }
 
+    fn token_expires_in(&self) -> Option<Value> {
+        self.state().token_expires_in.clone()
+    }
+
+    fn token_refresh_token(&self) -> Option<String> {
+        self.state().token_refresh_token.clone()
+    }
+
     /// Decides whether this Partner Center API request is throttled or failed.
     fn api_fault(&self) -> Option<ApiFault> {
         let mut state = self.state();
@@ -467,7 +501,7 @@ impl Knobs {
         let state = self.state();
         CustomerFaults {
             hang: state.hang.contains(key),
-            status: state.status.get(key).copied(),
+            status: state.status.get(key).copied().or(state.status_all),
             malformed: state.malformed.contains(key),
             huge: state.huge.contains(key),
         }
@@ -1145,7 +1179,8 @@ struct TokenV1 {
     token_type: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
     scope: Option<String>,
-    expires_in: String,
+    /// A string, unless overridden by [`Knobs::set_token_expires_in`].
+    expires_in: Value,
     ext_expires_in: String,
     expires_on: String,
     not_before: String,
@@ -1162,7 +1197,8 @@ struct TokenV2 {
     token_type: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
     scope: Option<String>,
-    expires_in: u64,
+    /// A number, unless overridden by [`Knobs::set_token_expires_in`].
+    expires_in: Value,
     ext_expires_in: u64,
     access_token: String,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -1425,7 +1461,13 @@ async fn token(
     };
 
     let (access_token, lifetime) = shared.issue_access(&target.audience, app_only, TokenKind::Aad);
-    let refresh_token = with_refresh.then(|| shared.issue_refresh());
+    let refresh_token = with_refresh.then(|| {
+        shared
+            .knobs
+            .token_refresh_token()
+            .unwrap_or_else(|| shared.issue_refresh())
+    });
+    let expires_in = shared.knobs.token_expires_in();
     let id_token = (target.openid && !app_only).then(|| fake_id_token(&shared.creds, lifetime));
     let secs = lifetime.as_secs();
     let scope = (!app_only).then_some(target.scope);
@@ -1437,7 +1479,7 @@ async fn token(
                 &TokenV1 {
                     token_type: "Bearer",
                     scope,
-                    expires_in: secs.to_string(),
+                    expires_in: expires_in.unwrap_or_else(|| Value::from(secs.to_string())),
                     ext_expires_in: secs.to_string(),
                     expires_on: (now.saturating_add_unsigned(secs)).to_string(),
                     not_before: (now - 300).to_string(),
@@ -1453,7 +1495,7 @@ async fn token(
             &TokenV2 {
                 token_type: "Bearer",
                 scope,
-                expires_in: secs,
+                expires_in: expires_in.unwrap_or_else(|| Value::from(secs)),
                 ext_expires_in: secs,
                 access_token,
                 refresh_token,

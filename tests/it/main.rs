@@ -7,4 +7,5 @@ mod continuity;
 mod faults;
 mod hardening;
 mod helpers;
+mod hostile_auth;
 mod security;

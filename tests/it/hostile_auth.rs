@@ -1,0 +1,91 @@
+//! The sign-in and retry path against a hostile upstream: absurd token lifetimes, a
+//! persistent 401, `Retry-After` floors that would outlast the waiting budget of a
+//! call, empty or unwritable refresh tokens, and secret files that start with a
+//! UTF-8 byte-order mark.
+
+use std::time::Duration;
+
+use partnercenter_exporter::poller::PollOutcome;
+use serde_json::Value;
+
+use crate::helpers::*;
+
+fn finished(outcome: PollOutcome) -> (String, usize) {
+    match outcome {
+        PollOutcome::Finished { result, failed, .. } => (result.as_str().to_owned(), failed),
+        PollOutcome::AlreadyRunning => panic!("poll did not run"),
+    }
+}
+
+#[tokio::test]
+async fn absurd_token_lifetimes_never_stop_the_poller() {
+    let cases: [(&str, Value); 6] = [
+        ("v2", Value::from(u64::MAX)),
+        ("v2", serde_json::from_str("1e19").unwrap()),
+        ("v1", Value::from("18446744073709551615")),
+        ("v1", Value::from("1e19")),
+        ("v2", Value::from(-3600)),
+        ("v2", Value::from(0.5)),
+    ];
+    for (endpoint, expires_in) in cases {
+        let sim = simulator(3).await;
+        sim.knobs().set_token_expires_in(Some(expires_in.clone()));
+        let dir = tempfile::tempdir().unwrap();
+        let mut flags = sim_flags(&sim, dir.path());
+        flags.extend(["--auth.endpoint", endpoint, "--poll.interval", "1s"].map(String::from));
+        let exporter = Exporter::spawn(&flags);
+        let m = exporter.wait_for_polls(2.0).await;
+        let logs = exporter.logs();
+        assert!(
+            m.get("partnercenter_polls_total", &[("result", "success")])
+                .unwrap()
+                >= 2.0,
+            "expires_in {expires_in}: two polls in a row succeed\n{logs}"
+        );
+        assert_eq!(
+            m.sum("partnercenter_polls_total"),
+            m.get("partnercenter_polls_total", &[("result", "success")])
+                .unwrap(),
+            "expires_in {expires_in}\n{logs}"
+        );
+        assert!(
+            !logs.contains("panicked"),
+            "expires_in {expires_in}\n{logs}"
+        );
+        // The token lives (a clamped) long enough to serve the second poll too.
+        assert_eq!(sim.stats().token, 1, "expires_in {expires_in}\n{logs}");
+    }
+}
+
+#[tokio::test]
+async fn retry_after_floors_count_against_the_waiting_budget_of_a_call() {
+    let sim = simulator(3).await;
+    let victim = sim.customers()[0].id.clone();
+    let dir = tempfile::tempdir().unwrap();
+    let mut flags = sim_flags(&sim, dir.path());
+    flags.extend(["--customers".to_owned(), victim.clone()]);
+    // fast_backoff(): 4 retries, at most 3 s of waiting per call.
+    let exporter = in_process(&flags).await;
+    sim.knobs().set_throttle_next(10, 2);
+    let (result, failed) = finished(exporter.poller.poll_once().await);
+    assert_eq!((result.as_str(), failed), ("failure", 1));
+    let tries: Vec<_> = sim
+        .request_log()
+        .into_iter()
+        .filter(|r| r.path.contains(&victim))
+        .collect();
+    assert_eq!(
+        tries.len(),
+        2,
+        "one try, one retry after 2 s; a second 2 s wait would exceed the 3 s budget"
+    );
+    assert!(tries.iter().all(|r| r.status == 429));
+    let waited = tries[1].at.duration_since(tries[0].at);
+    assert!(waited >= Duration::from_secs(2), "Retry-After honoured");
+    assert!(
+        waited <= Duration::from_secs(3),
+        "{waited:?} of waiting exceeds the budget"
+    );
+    // The call gave up at once instead of waiting again.
+    exporter.stop().await;
+}
