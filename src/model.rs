@@ -7,6 +7,8 @@
 //! 7-digit fractional timestamps, unknown fields, and optional everything. It does no
 //! I/O and never panics on input: every parser returns a [`BodyError`].
 
+use std::collections::hash_map::Entry;
+use std::collections::HashMap;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use secrecy::SecretString;
@@ -223,56 +225,111 @@ pub struct CostLine {
     pub period_end: Option<f64>,
 }
 
-/// Parses a service-costs body into cost lines, one per invoice type.
+/// Parses a service-costs body into cost lines, one per invoice type and currency.
 ///
 /// An absent or empty `details` is a customer with nothing to report. A detail that
 /// lacks its invoice type, currency or amounts makes the whole body unusable: a
-/// partial figure would be a wrong figure.
+/// partial figure would be a wrong figure. Details of one invoice type and currency
+/// are merged into one line (amounts summed, the earliest start and the latest end),
+/// in the order they first appear: two lines with one label set would be two
+/// samples of one series, and Prometheus would keep only one of them.
 pub fn parse_service_costs(body: &[u8]) -> Result<Vec<CostLine>, BodyError> {
     let summary: ServiceCostsSummary = parse_json(body)?;
     let details = summary.details.unwrap_or_default();
-    // Sized exactly: 10,000 customers keep these for the life of a snapshot.
-    let mut lines = Vec::with_capacity(details.len());
+    let mut lines: Vec<CostLine> = Vec::with_capacity(details.len());
+    // (invoice type, currency) → index in `lines`.
+    let mut index: HashMap<(String, String), usize> = HashMap::with_capacity(details.len());
     for detail in details {
-        let invoice_type = detail
-            .invoice_type
-            .filter(|s| !s.is_empty())
-            .ok_or(BodyError::Missing("details[].invoiceType"))?;
-        let s = detail
-            .summary
-            .ok_or(BodyError::Missing("details[].summary"))?;
-        let currency = s
-            .currency_code
-            .filter(|c| !c.is_empty())
-            .ok_or(BodyError::Missing("details[].summary.currencyCode"))?;
-        let amount = |value: Option<f64>, field: &'static str| {
-            let v = value.ok_or(BodyError::Missing(field))?;
-            if v.is_finite() {
-                Ok(v)
-            } else {
-                Err(BodyError::Invalid {
-                    field,
-                    value: v.to_string(),
-                })
+        let line = cost_line(detail)?;
+        match index.entry((line.invoice_type.clone(), line.currency.clone())) {
+            Entry::Occupied(at) => {
+                if let Some(existing) = lines.get_mut(*at.get()) {
+                    merge_into(existing, &line)?;
+                }
             }
-        };
-        lines.push(CostLine {
-            pretax: amount(s.pretax_total, "details[].summary.pretaxTotal")?,
-            tax: amount(s.tax, "details[].summary.tax")?,
-            after_tax: amount(s.after_tax_total, "details[].summary.afterTaxTotal")?,
-            period_start: parse_timestamp(
-                s.billing_start_date.as_deref(),
-                "details[].summary.billingStartDate",
-            )?,
-            period_end: parse_timestamp(
-                s.billing_end_date.as_deref(),
-                "details[].summary.billingEndDate",
-            )?,
-            invoice_type,
-            currency,
-        });
+            Entry::Vacant(slot) => {
+                slot.insert(lines.len());
+                lines.push(line);
+            }
+        }
     }
+    // Sized exactly: 10,000 customers keep these for the life of a snapshot.
+    lines.shrink_to_fit();
     Ok(lines)
+}
+
+/// One detail as a cost line, or why it is unusable.
+fn cost_line(detail: ServiceCostsDetail) -> Result<CostLine, BodyError> {
+    let invoice_type = detail
+        .invoice_type
+        .filter(|s| !s.is_empty())
+        .ok_or(BodyError::Missing("details[].invoiceType"))?;
+    let s = detail
+        .summary
+        .ok_or(BodyError::Missing("details[].summary"))?;
+    let currency = s
+        .currency_code
+        .filter(|c| !c.is_empty())
+        .ok_or(BodyError::Missing("details[].summary.currencyCode"))?;
+    Ok(CostLine {
+        pretax: finite(s.pretax_total, PRETAX)?,
+        tax: finite(s.tax, TAX)?,
+        after_tax: finite(s.after_tax_total, AFTER_TAX)?,
+        period_start: parse_timestamp(
+            s.billing_start_date.as_deref(),
+            "details[].summary.billingStartDate",
+        )?,
+        period_end: parse_timestamp(
+            s.billing_end_date.as_deref(),
+            "details[].summary.billingEndDate",
+        )?,
+        invoice_type,
+        currency,
+    })
+}
+
+const PRETAX: &str = "details[].summary.pretaxTotal";
+const TAX: &str = "details[].summary.tax";
+const AFTER_TAX: &str = "details[].summary.afterTaxTotal";
+
+/// An amount that is present and finite.
+fn finite(value: Option<f64>, field: &'static str) -> Result<f64, BodyError> {
+    let v = value.ok_or(BodyError::Missing(field))?;
+    if v.is_finite() {
+        Ok(v)
+    } else {
+        Err(BodyError::Invalid {
+            field,
+            value: v.to_string(),
+        })
+    }
+}
+
+/// Adds `more` (of the same invoice type and currency) to `line`: amounts summed,
+/// the period widened to cover both. Sums too large for an f64 are invalid.
+fn merge_into(line: &mut CostLine, more: &CostLine) -> Result<(), BodyError> {
+    line.pretax = finite(Some(line.pretax + more.pretax), PRETAX)?;
+    line.tax = finite(Some(line.tax + more.tax), TAX)?;
+    line.after_tax = finite(Some(line.after_tax + more.after_tax), AFTER_TAX)?;
+    line.period_start = earliest(line.period_start, more.period_start);
+    line.period_end = latest(line.period_end, more.period_end);
+    Ok(())
+}
+
+/// The earlier of two optional times; a known time beats an unknown one.
+pub fn earliest(a: Option<f64>, b: Option<f64>) -> Option<f64> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
+/// The later of two optional times; a known time beats an unknown one.
+pub fn latest(a: Option<f64>, b: Option<f64>) -> Option<f64> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.max(b)),
+        (a, b) => a.or(b),
+    }
 }
 
 /// Parses a Partner Center timestamp into seconds since the Unix epoch. Absent or
@@ -535,6 +592,111 @@ mod tests {
         ] {
             assert_eq!(normalize_customer_id(bad), None, "{bad:?}");
         }
+    }
+
+    /// A body whose details are (invoice type, currency, pretax, tax, start, end).
+    fn body_of(details: &[(&str, &str, f64, f64, &str, &str)]) -> Vec<u8> {
+        let details: Vec<serde_json::Value> = details
+            .iter()
+            .map(|(invoice_type, currency, pretax, tax, start, end)| {
+                serde_json::json!({
+                    "invoiceType": invoice_type,
+                    "summary": {
+                        "billingStartDate": start,
+                        "billingEndDate": end,
+                        "pretaxTotal": pretax,
+                        "tax": tax,
+                        "afterTaxTotal": pretax + tax,
+                        "currencyCode": currency,
+                    }
+                })
+            })
+            .collect();
+        serde_json::to_vec(&serde_json::json!({ "details": details })).unwrap()
+    }
+
+    #[test]
+    fn details_of_one_invoice_type_and_currency_are_merged() {
+        let body = body_of(&[
+            (
+                "Recurring",
+                "USD",
+                10.5,
+                1.0,
+                "2019-04-01T00:00:00Z",
+                "2019-04-30T00:00:00Z",
+            ),
+            ("OneTime", "USD", 2.0, 0.2, "2019-04-01T00:00:00Z", ""),
+            (
+                "Recurring",
+                "USD",
+                4.25,
+                0.5,
+                "2019-03-15T00:00:00Z",
+                "2019-04-15T00:00:00Z",
+            ),
+            (
+                "Recurring",
+                "EUR",
+                7.0,
+                0.0,
+                "2019-01-01T00:00:00Z",
+                "2019-12-31T00:00:00Z",
+            ),
+            ("OneTime", "USD", 3.0, 0.3, "", "2019-05-01T00:00:00Z"),
+        ]);
+        let lines = parse_service_costs(&body).unwrap();
+        let keys: Vec<(&str, &str)> = lines
+            .iter()
+            .map(|l| (l.invoice_type.as_str(), l.currency.as_str()))
+            .collect();
+        assert_eq!(
+            keys,
+            [
+                ("Recurring", "USD"),
+                ("OneTime", "USD"),
+                ("Recurring", "EUR")
+            ],
+            "one line per invoice type and currency, in the order of first appearance"
+        );
+        let recurring = &lines[0];
+        assert_eq!(
+            (recurring.pretax, recurring.tax, recurring.after_tax),
+            (10.5 + 4.25, 1.0 + 0.5, (10.5 + 1.0) + (4.25 + 0.5))
+        );
+        assert_eq!(
+            recurring.period_start,
+            Some(1_552_608_000.0),
+            "the earliest start"
+        );
+        assert_eq!(
+            recurring.period_end,
+            Some(1_556_582_400.0),
+            "the latest end"
+        );
+        let one_time = &lines[1];
+        assert_eq!((one_time.pretax, one_time.tax), (5.0, 0.2 + 0.3));
+        // A known date beats an absent one on either side.
+        assert_eq!(one_time.period_start, Some(1_554_076_800.0));
+        assert_eq!(one_time.period_end, Some(1_556_668_800.0));
+        // The other currency is its own line, untouched.
+        assert_eq!((lines[2].pretax, lines[2].after_tax), (7.0, 7.0));
+        assert_eq!(lines.capacity(), lines.len());
+    }
+
+    #[test]
+    fn merged_amounts_beyond_f64_are_invalid() {
+        let body = body_of(&[
+            ("Recurring", "USD", 1e308, 0.0, "", ""),
+            ("Recurring", "USD", 1e308, 0.0, "", ""),
+        ]);
+        assert!(matches!(
+            parse_service_costs(&body),
+            Err(BodyError::Invalid {
+                field: "details[].summary.pretaxTotal",
+                ..
+            })
+        ));
     }
 
     fn timestamp(text: &str) -> Result<Option<f64>, BodyError> {

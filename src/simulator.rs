@@ -250,6 +250,7 @@ struct KnobState {
     hang: HashSet<String>,
     huge: HashSet<String>,
     status: HashMap<String, u16>,
+    bodies: HashMap<String, Arc<str>>,
     bom: bool,
     token_fault: TokenFault,
     access_token_lifetime: Duration,
@@ -305,6 +306,7 @@ struct CustomerFaults {
     status: Option<u16>,
     malformed: bool,
     huge: bool,
+    body: Option<Arc<str>>,
 }
 
 fn set_flag(set: &mut HashSet<String>, customer_id: &str, on: bool) {
@@ -332,6 +334,7 @@ impl Knobs {
                 hang: HashSet::new(),
                 huge: HashSet::new(),
                 status: HashMap::new(),
+                bodies: HashMap::new(),
                 bom: false,
                 token_fault: TokenFault::None,
                 access_token_lifetime: config.access_token_lifetime,
@@ -406,6 +409,17 @@ impl Knobs {
         };
     }
 
+    /// Servicecosts of this customer answers 200 with exactly this body (`None`: the
+    /// customer's own costs again), for bodies the synthetic data never has.
+    pub fn set_service_costs_body(&self, customer_id: &str, body: Option<&str>) {
+        let key = customer_id.to_ascii_lowercase();
+        let mut state = self.state();
+        match body {
+            Some(body) => state.bodies.insert(key, Arc::from(body)),
+            None => state.bodies.remove(&key),
+        };
+    }
+
     /// Prefixes every JSON body (token and Partner Center) with a UTF-8 BOM.
     pub fn set_bom(&self, on: bool) {
         self.state().bom = on;
@@ -470,6 +484,7 @@ impl Knobs {
             status: state.status.get(key).copied(),
             malformed: state.malformed.contains(key),
             huge: state.huge.contains(key),
+            body: state.bodies.get(key).cloned(),
         }
     }
 }
@@ -1861,6 +1876,9 @@ async fn service_costs(
     }
     if faults.huge {
         return huge_body(shared, &key);
+    }
+    if let Some(body) = faults.body {
+        return shared.json_bytes(StatusCode::OK, JSON_UTF8, body.as_bytes());
     }
     let entry = lock(&shared.state).by_id.get(&key).cloned();
     let Some(entry) = entry else {

@@ -6,4 +6,5 @@ mod api;
 mod continuity;
 mod faults;
 mod helpers;
+mod hostile_data;
 mod security;
