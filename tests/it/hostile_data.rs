@@ -191,3 +191,64 @@ async fn duplicate_details_and_currencies_give_one_sample_per_series() {
     );
     exporter.stop().await;
 }
+
+#[tokio::test]
+async fn dates_with_offsets_before_1970_or_none_are_read() {
+    let (sim, exporter, _dir) = setup(4, &[]).await;
+    let victim = sim.customers()[1].id.clone();
+    sim.knobs().set_service_costs_body(
+        &victim,
+        Some(&costs_body(&[
+            // .NET's "none" for the start; an end with an offset.
+            (
+                "Recurring",
+                "USD",
+                3.0,
+                0.0,
+                "0001-01-01T00:00:00",
+                "2019-10-01T02:00:00+02:00",
+            ),
+            // Before 1970, with 7 fractional digits.
+            (
+                "OneTime",
+                "USD",
+                1.0,
+                0.0,
+                "1969-12-31T23:59:58.5000000Z",
+                "2019-04-30T23:59:59.9999999-08:00",
+            ),
+        ])),
+    );
+    let (result, _, failed) = finished(exporter.poller.poll_once().await);
+    assert_eq!((result.as_str(), failed), ("success", 0));
+    let m = exporter.metrics().await;
+    assert_eq!(
+        m.get(
+            "partnercenter_customer_fetch_success",
+            &[("customer_id", &victim)]
+        ),
+        Some(1.0)
+    );
+    let period = |name: &str, invoice_type: &str| {
+        m.get(
+            &format!("partnercenter_service_costs_billing_period_{name}_timestamp_seconds"),
+            &[("customer_id", &victim), ("invoice_type", invoice_type)],
+        )
+    };
+    assert_eq!(period("start", "Recurring"), None, "no series for none");
+    assert_eq!(period("end", "Recurring"), Some(1_569_888_000.0));
+    assert_eq!(period("start", "OneTime"), Some(-1.5));
+    let end = period("end", "OneTime").unwrap();
+    assert!(
+        (end - (1_556_668_800.0 + 8.0 * 3600.0)).abs() < 1e-3,
+        "{end}"
+    );
+    assert_eq!(
+        m.get(
+            "partnercenter_service_costs_pretax",
+            &[("customer_id", &victim), ("invoice_type", "Recurring")]
+        ),
+        Some(3.0)
+    );
+    exporter.stop().await;
+}
