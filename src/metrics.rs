@@ -16,6 +16,7 @@
 //!
 //! The `prometheus` crate is used only here, so replacing it stays cheap.
 
+use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::io::Write as _;
 use std::time::Duration;
@@ -28,6 +29,7 @@ use prometheus::{
     Registry, TextEncoder,
 };
 
+use crate::model::{earliest, latest};
 use crate::snapshot::Snapshot;
 
 /// The content type of the Prometheus text format 0.0.4.
@@ -442,6 +444,42 @@ const LAST_SUCCESS: Family = Family {
 /// Reads one figure of a cost line.
 type LineValue<T> = fn(&crate::model::CostLine) -> T;
 
+/// The billing period of one invoice type of a customer.
+struct Period<'a> {
+    invoice_type: &'a str,
+    start: Option<f64>,
+    end: Option<f64>,
+}
+
+/// Reads one end of a billing period.
+type PeriodValue = fn(&Period<'_>) -> Option<f64>;
+
+/// The billing period of each invoice type, in the order the types first appear.
+/// The period gauges carry no currency label, so an invoice type billed in two
+/// currencies has one period: the earliest start and the latest end of its lines.
+fn periods_by_invoice_type(costs: &[crate::model::CostLine]) -> Vec<Period<'_>> {
+    let mut periods: Vec<Period<'_>> = Vec::with_capacity(costs.len());
+    // Invoice type → index in `periods`: linear in the lines, however many there are.
+    let mut index: HashMap<&str, usize> = HashMap::new();
+    for line in costs {
+        let at = *index
+            .entry(line.invoice_type.as_str())
+            .or_insert(periods.len());
+        match periods.get_mut(at) {
+            Some(period) => {
+                period.start = earliest(period.start, line.period_start);
+                period.end = latest(period.end, line.period_end);
+            }
+            None => periods.push(Period {
+                invoice_type: &line.invoice_type,
+                start: line.period_start,
+                end: line.period_end,
+            }),
+        }
+    }
+    periods
+}
+
 /// Renders the snapshot series in the text format 0.0.4.
 pub fn render_snapshot(snapshot: &Snapshot) -> Vec<u8> {
     let mut out = String::new();
@@ -475,21 +513,19 @@ fn render_into(snapshot: &Snapshot, out: &mut String, flush: &mut dyn FnMut(&mut
             flush(out);
         }
     }
-    let periods: [(&Family, LineValue<Option<f64>>); 2] = [
-        (&PERIOD_START, |c| c.period_start),
-        (&PERIOD_END, |c| c.period_end),
-    ];
+    let periods: [(&Family, PeriodValue); 2] =
+        [(&PERIOD_START, |p| p.start), (&PERIOD_END, |p| p.end)];
     for (family, value) in periods {
         header(out, family);
         for customer in &snapshot.customers {
-            for line in &customer.costs {
-                if let Some(v) = value(line) {
+            for period in periods_by_invoice_type(&customer.costs) {
+                if let Some(v) = value(&period) {
                     sample(
                         out,
                         family,
                         &[
                             ("customer_id", &customer.id),
-                            ("invoice_type", &line.invoice_type),
+                            ("invoice_type", period.invoice_type),
                         ],
                         v,
                     );
@@ -637,6 +673,64 @@ mod tests {
             info,
             "partnercenter_customer_info{customer_id=\"ae1d5b32-f9ff-4252-b2bf-40e21937a51a\",customer_name=\"Evil \\\"Corp\\\"\\\\\\n<script>alert(1)</script> Ünïcödé\",domain=\"fabrikam.onmicrosoft.com\"} 1"
         );
+    }
+
+    /// Every sample line's series (name and labels) occurs once.
+    fn assert_unique_series(text: &str) {
+        let mut seen = std::collections::HashSet::new();
+        for line in text.lines().filter(|l| !l.starts_with('#')) {
+            let (series, _) = line.rsplit_once(' ').unwrap();
+            assert!(seen.insert(series), "two samples of {series} in\n{text}");
+        }
+    }
+
+    #[test]
+    fn an_invoice_type_in_two_currencies_has_one_period() {
+        let mut snapshot = documented_snapshot();
+        let line = |invoice_type: &str, currency: &str, start: Option<f64>, end: Option<f64>| {
+            crate::model::CostLine {
+                invoice_type: invoice_type.into(),
+                currency: currency.into(),
+                pretax: 1.0,
+                tax: 0.0,
+                after_tax: 1.0,
+                period_start: start,
+                period_end: end,
+            }
+        };
+        snapshot.customers[0].costs = vec![
+            line("Recurring", "USD", Some(200.0), Some(300.0)),
+            line("OneTime", "USD", None, Some(250.0)),
+            line("Recurring", "EUR", Some(100.0), Some(290.0)),
+            line("OneTime", "EUR", Some(150.0), None),
+        ];
+        let text = String::from_utf8(render_snapshot(&snapshot)).unwrap();
+        assert_unique_series(&text);
+        let samples = |family: &str| -> Vec<&str> {
+            text.lines()
+                .filter(|l| l.starts_with(&format!("{family}{{")))
+                .collect()
+        };
+        let id = "customer_id=\"ae1d5b32-f9ff-4252-b2bf-40e21937a51a\"";
+        assert_eq!(
+            samples(PERIOD_START.name),
+            [
+                format!(
+                    "{}{{{id},invoice_type=\"Recurring\"}} 100",
+                    PERIOD_START.name
+                ),
+                format!("{}{{{id},invoice_type=\"OneTime\"}} 150", PERIOD_START.name),
+            ]
+        );
+        assert_eq!(
+            samples(PERIOD_END.name),
+            [
+                format!("{}{{{id},invoice_type=\"Recurring\"}} 300", PERIOD_END.name),
+                format!("{}{{{id},invoice_type=\"OneTime\"}} 250", PERIOD_END.name),
+            ]
+        );
+        // The money series keep one sample per currency.
+        assert_eq!(samples(AFTER_TAX.name).len(), 4);
     }
 
     /// The documented customer, repeated under `n` distinct ids.

@@ -7,6 +7,8 @@
 //! 7-digit fractional timestamps, unknown fields, and optional everything. It does no
 //! I/O and never panics on input: every parser returns a [`BodyError`].
 
+use std::collections::hash_map::Entry;
+use std::collections::HashMap;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use secrecy::SecretString;
@@ -223,70 +225,228 @@ pub struct CostLine {
     pub period_end: Option<f64>,
 }
 
-/// Parses a service-costs body into cost lines, one per invoice type.
+/// Parses a service-costs body into cost lines, one per invoice type and currency.
 ///
 /// An absent or empty `details` is a customer with nothing to report. A detail that
 /// lacks its invoice type, currency or amounts makes the whole body unusable: a
-/// partial figure would be a wrong figure.
+/// partial figure would be a wrong figure. Details of one invoice type and currency
+/// are merged into one line (amounts summed, the earliest start and the latest end),
+/// in the order they first appear: two lines with one label set would be two
+/// samples of one series, and Prometheus would keep only one of them.
 pub fn parse_service_costs(body: &[u8]) -> Result<Vec<CostLine>, BodyError> {
     let summary: ServiceCostsSummary = parse_json(body)?;
     let details = summary.details.unwrap_or_default();
-    // Sized exactly: 10,000 customers keep these for the life of a snapshot.
-    let mut lines = Vec::with_capacity(details.len());
+    let mut lines: Vec<CostLine> = Vec::with_capacity(details.len());
+    // (invoice type, currency) → index in `lines`.
+    let mut index: HashMap<(String, String), usize> = HashMap::with_capacity(details.len());
     for detail in details {
-        let invoice_type = detail
-            .invoice_type
-            .filter(|s| !s.is_empty())
-            .ok_or(BodyError::Missing("details[].invoiceType"))?;
-        let s = detail
-            .summary
-            .ok_or(BodyError::Missing("details[].summary"))?;
-        let currency = s
-            .currency_code
-            .filter(|c| !c.is_empty())
-            .ok_or(BodyError::Missing("details[].summary.currencyCode"))?;
-        let amount = |value: Option<f64>, field: &'static str| {
-            let v = value.ok_or(BodyError::Missing(field))?;
-            if v.is_finite() {
-                Ok(v)
-            } else {
-                Err(BodyError::Invalid {
-                    field,
-                    value: v.to_string(),
-                })
+        let line = cost_line(detail)?;
+        match index.entry((line.invoice_type.clone(), line.currency.clone())) {
+            Entry::Occupied(at) => {
+                if let Some(existing) = lines.get_mut(*at.get()) {
+                    merge_into(existing, &line)?;
+                }
             }
-        };
-        lines.push(CostLine {
-            pretax: amount(s.pretax_total, "details[].summary.pretaxTotal")?,
-            tax: amount(s.tax, "details[].summary.tax")?,
-            after_tax: amount(s.after_tax_total, "details[].summary.afterTaxTotal")?,
-            period_start: parse_timestamp(
-                s.billing_start_date.as_deref(),
-                "details[].summary.billingStartDate",
-            )?,
-            period_end: parse_timestamp(
-                s.billing_end_date.as_deref(),
-                "details[].summary.billingEndDate",
-            )?,
-            invoice_type,
-            currency,
-        });
+            Entry::Vacant(slot) => {
+                slot.insert(lines.len());
+                lines.push(line);
+            }
+        }
     }
+    // Sized exactly: 10,000 customers keep these for the life of a snapshot.
+    lines.shrink_to_fit();
     Ok(lines)
 }
 
-/// Parses a Partner Center timestamp (`2019-04-30T23:59:59.9999999Z`, with or without
-/// the `Z`) into seconds since the Unix epoch. Absent or empty is `None`.
+/// One detail as a cost line, or why it is unusable.
+fn cost_line(detail: ServiceCostsDetail) -> Result<CostLine, BodyError> {
+    let invoice_type = detail
+        .invoice_type
+        .filter(|s| !s.is_empty())
+        .ok_or(BodyError::Missing("details[].invoiceType"))?;
+    let s = detail
+        .summary
+        .ok_or(BodyError::Missing("details[].summary"))?;
+    let currency = s
+        .currency_code
+        .filter(|c| !c.is_empty())
+        .ok_or(BodyError::Missing("details[].summary.currencyCode"))?;
+    Ok(CostLine {
+        pretax: finite(s.pretax_total, PRETAX)?,
+        tax: finite(s.tax, TAX)?,
+        after_tax: finite(s.after_tax_total, AFTER_TAX)?,
+        period_start: parse_timestamp(
+            s.billing_start_date.as_deref(),
+            "details[].summary.billingStartDate",
+        )?,
+        period_end: parse_timestamp(
+            s.billing_end_date.as_deref(),
+            "details[].summary.billingEndDate",
+        )?,
+        invoice_type,
+        currency,
+    })
+}
+
+const PRETAX: &str = "details[].summary.pretaxTotal";
+const TAX: &str = "details[].summary.tax";
+const AFTER_TAX: &str = "details[].summary.afterTaxTotal";
+
+/// An amount that is present and finite.
+fn finite(value: Option<f64>, field: &'static str) -> Result<f64, BodyError> {
+    let v = value.ok_or(BodyError::Missing(field))?;
+    if v.is_finite() {
+        Ok(v)
+    } else {
+        Err(BodyError::Invalid {
+            field,
+            value: v.to_string(),
+        })
+    }
+}
+
+/// Adds `more` (of the same invoice type and currency) to `line`: amounts summed,
+/// the period widened to cover both. Sums too large for an f64 are invalid.
+fn merge_into(line: &mut CostLine, more: &CostLine) -> Result<(), BodyError> {
+    line.pretax = finite(Some(line.pretax + more.pretax), PRETAX)?;
+    line.tax = finite(Some(line.tax + more.tax), TAX)?;
+    line.after_tax = finite(Some(line.after_tax + more.after_tax), AFTER_TAX)?;
+    line.period_start = earliest(line.period_start, more.period_start);
+    line.period_end = latest(line.period_end, more.period_end);
+    Ok(())
+}
+
+/// The earlier of two optional times; a known time beats an unknown one.
+pub fn earliest(a: Option<f64>, b: Option<f64>) -> Option<f64> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
+/// The later of two optional times; a known time beats an unknown one.
+pub fn latest(a: Option<f64>, b: Option<f64>) -> Option<f64> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.max(b)),
+        (a, b) => a.or(b),
+    }
+}
+
+/// Parses a Partner Center timestamp into seconds since the Unix epoch. Absent or
+/// empty is `None`; so is a date before 1900, which is how .NET's "none"
+/// (`DateTime.MinValue`, `0001-01-01T00:00:00`) comes over the wire.
+///
+/// The form is RFC 3339's, as Partner Center writes it: `YYYY-MM-DDTHH:MM:SS`, an
+/// optional fraction of any length (`.9999999`, 7 digits, is the usual one), then
+/// `Z`, an offset (`+02:00`, `-0800`) or nothing, which means UTC. Offsets are
+/// converted to UTC; dates before 1970 give negative seconds.
 pub fn parse_timestamp(value: Option<&str>, field: &'static str) -> Result<Option<f64>, BodyError> {
     let Some(text) = value.map(str::trim).filter(|t| !t.is_empty()) else {
         return Ok(None);
     };
-    let invalid = || BodyError::Invalid {
+    parse_date_time(text).ok_or_else(|| BodyError::Invalid {
         field,
         value: text.chars().take(64).collect(),
+    })
+}
+
+/// Years before this are a "none" sentinel, not a date anyone was billed on.
+const FIRST_REAL_YEAR: i64 = 1900;
+
+/// The date-time grammar of [`parse_timestamp`]: `None` when `text` is not one,
+/// `Some(None)` for the "none" sentinel, else the Unix seconds. Every number is
+/// read from a fixed, small number of digits, so no arithmetic here can overflow.
+fn parse_date_time(text: &str) -> Option<Option<f64>> {
+    let b = text.as_bytes();
+    let digits = |at: usize, len: usize| -> Option<i64> {
+        let field = b.get(at..at.checked_add(len)?)?;
+        field.iter().try_fold(0i64, |n, &d| {
+            d.is_ascii_digit().then(|| n * 10 + i64::from(d - b'0'))
+        })
     };
-    let time = humantime::parse_rfc3339_weak(text).map_err(|_| invalid())?;
-    Ok(Some(unix_seconds(time)))
+    let punctuated = [(4, b'-'), (7, b'-'), (13, b':'), (16, b':')]
+        .iter()
+        .all(|&(at, c)| b.get(at) == Some(&c));
+    if !punctuated || !matches!(b.get(10), Some(b'T' | b't' | b' ')) {
+        return None;
+    }
+    let (year, month, day) = (digits(0, 4)?, digits(5, 2)?, digits(8, 2)?);
+    let (hour, minute, mut second) = (digits(11, 2)?, digits(14, 2)?, digits(17, 2)?);
+    if !(1..=12).contains(&month)
+        || !(1..=days_in_month(year, month)).contains(&day)
+        || hour > 23
+        || minute > 59
+        || second > 60
+    {
+        return None;
+    }
+    // A leap second: Unix time has none, so it is the last second of the minute.
+    second = second.min(59);
+
+    let mut rest = b.get(19..)?;
+    let mut nanos: u32 = 0;
+    if let Some(fraction) = rest.strip_prefix(b".") {
+        let len = fraction.iter().take_while(|d| d.is_ascii_digit()).count();
+        if len == 0 {
+            return None;
+        }
+        // Nanoseconds are all an f64 of today's Unix time can carry, and more.
+        for (place, d) in fraction.iter().take(len.min(9)).enumerate() {
+            nanos += u32::from(d - b'0') * 10u32.pow(8 - place as u32);
+        }
+        rest = fraction.get(len..)?;
+    }
+    let offset = match rest {
+        [] | [b'Z' | b'z'] => 0,
+        [sign @ (b'+' | b'-'), h1, h2, b':', m1, m2] | [sign @ (b'+' | b'-'), h1, h2, m1, m2] => {
+            let two = |a: u8, b: u8| {
+                (a.is_ascii_digit() && b.is_ascii_digit())
+                    .then(|| i64::from(a - b'0') * 10 + i64::from(b - b'0'))
+            };
+            let (hours, minutes) = (two(*h1, *h2)?, two(*m1, *m2)?);
+            if hours > 23 || minutes > 59 {
+                return None;
+            }
+            let seconds = hours * 3600 + minutes * 60;
+            if *sign == b'-' {
+                -seconds
+            } else {
+                seconds
+            }
+        }
+        _ => return None,
+    };
+    if year < FIRST_REAL_YEAR {
+        return Some(None);
+    }
+    let seconds =
+        days_from_civil(year, month, day) * 86_400 + hour * 3600 + minute * 60 + second - offset;
+    Some(Some(seconds as f64 + f64::from(nanos) / 1e9))
+}
+
+fn is_leap_year(year: i64) -> bool {
+    year % 4 == 0 && (year % 100 != 0 || year % 400 == 0)
+}
+
+fn days_in_month(year: i64, month: i64) -> i64 {
+    match month {
+        2 if is_leap_year(year) => 29,
+        2 => 28,
+        4 | 6 | 9 | 11 => 30,
+        _ => 31,
+    }
+}
+
+/// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's
+/// `days_from_civil`), for any year of four digits.
+fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
+    let year = if month <= 2 { year - 1 } else { year };
+    let era = year.div_euclid(400);
+    let year_of_era = year - era * 400;
+    let month_from_march = (month + 9) % 12;
+    let day_of_year = (153 * month_from_march + 2) / 5 + day - 1;
+    let day_of_era = year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year;
+    era * 146_097 + day_of_era - 719_468
 }
 
 /// A customer id in the one form the exporter keys and labels by: a GUID
@@ -434,6 +594,233 @@ mod tests {
         }
     }
 
+    /// A body whose details are (invoice type, currency, pretax, tax, start, end).
+    fn body_of(details: &[(&str, &str, f64, f64, &str, &str)]) -> Vec<u8> {
+        let details: Vec<serde_json::Value> = details
+            .iter()
+            .map(|(invoice_type, currency, pretax, tax, start, end)| {
+                serde_json::json!({
+                    "invoiceType": invoice_type,
+                    "summary": {
+                        "billingStartDate": start,
+                        "billingEndDate": end,
+                        "pretaxTotal": pretax,
+                        "tax": tax,
+                        "afterTaxTotal": pretax + tax,
+                        "currencyCode": currency,
+                    }
+                })
+            })
+            .collect();
+        serde_json::to_vec(&serde_json::json!({ "details": details })).unwrap()
+    }
+
+    #[test]
+    fn details_of_one_invoice_type_and_currency_are_merged() {
+        let body = body_of(&[
+            (
+                "Recurring",
+                "USD",
+                10.5,
+                1.0,
+                "2019-04-01T00:00:00Z",
+                "2019-04-30T00:00:00Z",
+            ),
+            ("OneTime", "USD", 2.0, 0.2, "2019-04-01T00:00:00Z", ""),
+            (
+                "Recurring",
+                "USD",
+                4.25,
+                0.5,
+                "2019-03-15T00:00:00Z",
+                "2019-04-15T00:00:00Z",
+            ),
+            (
+                "Recurring",
+                "EUR",
+                7.0,
+                0.0,
+                "2019-01-01T00:00:00Z",
+                "2019-12-31T00:00:00Z",
+            ),
+            ("OneTime", "USD", 3.0, 0.3, "", "2019-05-01T00:00:00Z"),
+        ]);
+        let lines = parse_service_costs(&body).unwrap();
+        let keys: Vec<(&str, &str)> = lines
+            .iter()
+            .map(|l| (l.invoice_type.as_str(), l.currency.as_str()))
+            .collect();
+        assert_eq!(
+            keys,
+            [
+                ("Recurring", "USD"),
+                ("OneTime", "USD"),
+                ("Recurring", "EUR")
+            ],
+            "one line per invoice type and currency, in the order of first appearance"
+        );
+        let recurring = &lines[0];
+        assert_eq!(
+            (recurring.pretax, recurring.tax, recurring.after_tax),
+            (10.5 + 4.25, 1.0 + 0.5, (10.5 + 1.0) + (4.25 + 0.5))
+        );
+        assert_eq!(
+            recurring.period_start,
+            Some(1_552_608_000.0),
+            "the earliest start"
+        );
+        assert_eq!(
+            recurring.period_end,
+            Some(1_556_582_400.0),
+            "the latest end"
+        );
+        let one_time = &lines[1];
+        assert_eq!((one_time.pretax, one_time.tax), (5.0, 0.2 + 0.3));
+        // A known date beats an absent one on either side.
+        assert_eq!(one_time.period_start, Some(1_554_076_800.0));
+        assert_eq!(one_time.period_end, Some(1_556_668_800.0));
+        // The other currency is its own line, untouched.
+        assert_eq!((lines[2].pretax, lines[2].after_tax), (7.0, 7.0));
+        assert_eq!(lines.capacity(), lines.len());
+    }
+
+    #[test]
+    fn merged_amounts_beyond_f64_are_invalid() {
+        let body = body_of(&[
+            ("Recurring", "USD", 1e308, 0.0, "", ""),
+            ("Recurring", "USD", 1e308, 0.0, "", ""),
+        ]);
+        assert!(matches!(
+            parse_service_costs(&body),
+            Err(BodyError::Invalid {
+                field: "details[].summary.pretaxTotal",
+                ..
+            })
+        ));
+    }
+
+    fn timestamp(text: &str) -> Result<Option<f64>, BodyError> {
+        parse_timestamp(Some(text), "t")
+    }
+
+    #[test]
+    fn timestamps_in_every_form_partner_center_sends() {
+        for (text, want) in [
+            ("2015-12-12T00:00:00Z", 1_449_878_400.0),
+            // Without a zone, as line items send them: UTC.
+            ("2016-01-11T00:00:00", 1_452_470_400.0),
+            ("2016-01-11t00:00:00z", 1_452_470_400.0),
+            ("2016-01-11 00:00:00", 1_452_470_400.0),
+            ("2019-09-01T00:00:00+00:00", 1_567_296_000.0),
+            ("2019-09-01T02:00:00+02:00", 1_567_296_000.0),
+            ("2019-08-31T16:00:00-08:00", 1_567_296_000.0),
+            ("2019-08-31T16:00:00-0800", 1_567_296_000.0),
+            ("2019-09-01T05:30:00+05:30", 1_567_296_000.0),
+            ("2016-02-26T09:42:54.5130558+00:00", 1_456_479_774.513_055_8),
+            ("2016-02-26T09:42:54.5Z", 1_456_479_774.5),
+            // A fraction beyond nanoseconds is read to nanoseconds.
+            (
+                "2016-02-26T09:42:54.123456789123Z",
+                1_456_479_774.0 + 0.123_456_789,
+            ),
+            ("2020-02-29T00:00:00Z", 1_582_934_400.0),
+            // A leap second is the last second of its minute.
+            ("2016-12-31T23:59:60Z", 1_483_228_799.0),
+            (" 2015-12-12T00:00:00Z ", 1_449_878_400.0),
+        ] {
+            assert_eq!(timestamp(text), Ok(Some(want)), "{text}");
+        }
+    }
+
+    #[test]
+    fn seven_digit_fractions_keep_their_value() {
+        let end = timestamp("2019-04-30T23:59:59.9999999Z").unwrap().unwrap();
+        assert_eq!(end, 1_556_668_799.0 + 0.999_999_9);
+        assert!((end - 1_556_668_799.999_999_9).abs() < 1e-6, "{end}");
+    }
+
+    #[test]
+    fn dates_before_1970_are_negative() {
+        assert_eq!(timestamp("1969-12-31T23:59:59Z"), Ok(Some(-1.0)));
+        assert_eq!(timestamp("1969-12-31T23:59:59.5Z"), Ok(Some(-0.5)));
+        assert_eq!(timestamp("1950-06-15T12:00:00Z"), Ok(Some(-616_852_800.0)));
+        assert_eq!(
+            timestamp("1900-01-01T00:00:00Z"),
+            Ok(Some(-2_208_988_800.0))
+        );
+        // An offset can carry a date across 1970 either way.
+        assert_eq!(timestamp("1970-01-01T01:00:00+01:00"), Ok(Some(0.0)));
+        assert_eq!(timestamp("1969-12-31T23:00:00-01:00"), Ok(Some(0.0)));
+    }
+
+    #[test]
+    fn the_dotnet_none_date_is_no_value() {
+        for text in [
+            "0001-01-01T00:00:00",
+            "0001-01-01T00:00:00Z",
+            "0001-01-01T00:00:00.0000000+00:00",
+            "0001-01-01T00:00:00-08:00",
+            "1899-12-31T23:59:59Z",
+            "0000-01-01T00:00:00Z",
+        ] {
+            assert_eq!(timestamp(text), Ok(None), "{text}");
+        }
+        assert_eq!(timestamp(""), Ok(None));
+        assert_eq!(parse_timestamp(None, "t"), Ok(None));
+    }
+
+    #[test]
+    fn malformed_timestamps_are_invalid() {
+        for text in [
+            "yesterday",
+            "2019-04-30",
+            "2019-04-30T23:59",
+            "2019-04-30T23:59:5",
+            "2019-13-01T00:00:00Z",
+            "2019-00-01T00:00:00Z",
+            "2019-04-31T00:00:00Z",
+            "2019-02-29T00:00:00Z",
+            "1900-02-29T00:00:00Z",
+            "2019-04-30T24:00:00Z",
+            "2019-04-30T23:60:00Z",
+            "2019-04-30T23:59:61Z",
+            "2019-04-30T23:59:59.Z",
+            "2019-04-30T23:59:59.",
+            "2019-04-30T23:59:59ZZ",
+            "2019-04-30T23:59:59 Z",
+            "2019-04-30T23:59:59+2:00",
+            "2019-04-30T23:59:59+24:00",
+            "2019-04-30T23:59:59+01:60",
+            "2019-04-30T23:59:59+01:00Z",
+            "2019-04-30X23:59:59Z",
+            "2019/04/30T23:59:59Z",
+            "+2019-04-30T23:59:59Z",
+            "-019-04-30T23:59:59Z",
+            "2019-04-30T23:59:59.99é",
+            "２０１９-04-30T23:59:59Z",
+        ] {
+            assert!(
+                matches!(timestamp(text), Err(BodyError::Invalid { field: "t", .. })),
+                "{text}: {:?}",
+                timestamp(text)
+            );
+        }
+    }
+
+    /// The date and time of Unix day `days` (Howard Hinnant's `civil_from_days`).
+    fn civil_from_days(days: i64) -> (i64, i64, i64) {
+        let z = days + 719_468;
+        let era = z.div_euclid(146_097);
+        let doe = z - era * 146_097;
+        let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+        let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+        let mp = (5 * doy + 2) / 153;
+        let day = doy - (153 * mp + 2) / 5 + 1;
+        let month = if mp < 10 { mp + 3 } else { mp - 9 };
+        let year = yoe + era * 400 + i64::from(month <= 2);
+        (year, month, day)
+    }
+
     proptest! {
         #[test]
         fn parsers_never_panic(body in proptest::collection::vec(any::<u8>(), 0..512)) {
@@ -451,6 +838,47 @@ mod tests {
         #[test]
         fn timestamps_never_panic(text in ".{0,40}") {
             let _ = parse_timestamp(Some(&text), "t");
+        }
+
+        #[test]
+        fn timestamp_like_text_never_panics(text in r"[0-9]{0,5}-?[0-9]{0,3}-?[0-9]{0,3}[Tt ]?[0-9]{0,3}:?[0-9]{0,3}:?[0-9]{0,3}(\.[0-9]{0,12})?[Zz+-]?[0-9:]{0,6}") {
+            let _ = parse_timestamp(Some(&text), "t");
+        }
+
+        #[test]
+        fn timestamps_round_trip_with_any_offset(
+            seconds in -2_208_988_800i64..253_402_300_800,
+            offset_minutes in -1439i64..=1439,
+            nanos in 0u32..1_000_000_000,
+        ) {
+            // Written as a clock at that offset would show it.
+            let local = seconds + offset_minutes * 60;
+            let (year, month, day) = civil_from_days(local.div_euclid(86_400));
+            let in_day = local.rem_euclid(86_400);
+            prop_assume!((1900..=9999).contains(&year));
+            let sign = if offset_minutes < 0 { '-' } else { '+' };
+            let text = format!(
+                "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{nanos:09}{sign}{:02}:{:02}",
+                in_day / 3600,
+                in_day / 60 % 60,
+                in_day % 60,
+                offset_minutes.abs() / 60,
+                offset_minutes.abs() % 60,
+            );
+            let want = seconds as f64 + f64::from(nanos) / 1e9;
+            prop_assert_eq!(timestamp(&text), Ok(Some(want)), "{}", text);
+        }
+
+        #[test]
+        fn timestamps_agree_with_humantime_where_it_accepts_them(
+            text in r"(19[7-9][0-9]|2[0-9]{3})-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])[T ]([01][0-9]|2[0-3]):[0-5][0-9]:([0-5][0-9]|60)(\.[0-9]{1,9})?(Z|\+00:00)?"
+        ) {
+            if let Ok(time) = humantime::parse_rfc3339_weak(&text) {
+                prop_assert_eq!(timestamp(&text), Ok(Some(unix_seconds(time))), "{}", text);
+            } else {
+                // Only impossible days (30 February) are refused by both.
+                prop_assert!(timestamp(&text).is_err(), "{}", text);
+            }
         }
     }
 }

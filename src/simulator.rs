@@ -251,6 +251,7 @@ struct KnobState {
     huge: HashSet<String>,
     status: HashMap<String, u16>,
     status_all: Option<u16>,
+    bodies: HashMap<String, Arc<str>>,
     bom: bool,
     token_fault: TokenFault,
     access_token_lifetime: Duration,
@@ -308,6 +309,7 @@ struct CustomerFaults {
     status: Option<u16>,
     malformed: bool,
     huge: bool,
+    body: Option<Arc<str>>,
 }
 
 fn set_flag(set: &mut HashSet<String>, customer_id: &str, on: bool) {
@@ -336,6 +338,7 @@ impl Knobs {
                 huge: HashSet::new(),
                 status: HashMap::new(),
                 status_all: None,
+                bodies: HashMap::new(),
                 bom: false,
                 token_fault: TokenFault::None,
                 access_token_lifetime: config.access_token_lifetime,
@@ -416,6 +419,17 @@ impl Knobs {
     /// does for one (a status set for one customer wins).
     pub fn set_status_all(&self, status: Option<u16>) {
         self.state().status_all = status;
+    }
+
+    /// Servicecosts of this customer answers 200 with exactly this body (`None`: the
+    /// customer's own costs again), for bodies the synthetic data never has.
+    pub fn set_service_costs_body(&self, customer_id: &str, body: Option<&str>) {
+        let key = customer_id.to_ascii_lowercase();
+        let mut state = self.state();
+        match body {
+            Some(body) => state.bodies.insert(key, Arc::from(body)),
+            None => state.bodies.remove(&key),
+        };
     }
 
     /// Prefixes every JSON body (token and Partner Center) with a UTF-8 BOM.
@@ -504,6 +518,7 @@ impl Knobs {
             status: state.status.get(key).copied().or(state.status_all),
             malformed: state.malformed.contains(key),
             huge: state.huge.contains(key),
+            body: state.bodies.get(key).cloned(),
         }
     }
 }
@@ -1903,6 +1918,9 @@ async fn service_costs(
     }
     if faults.huge {
         return huge_body(shared, &key);
+    }
+    if let Some(body) = faults.body {
+        return shared.json_bytes(StatusCode::OK, JSON_UTF8, body.as_bytes());
     }
     let entry = lock(&shared.state).by_id.get(&key).cloned();
     let Some(entry) = entry else {

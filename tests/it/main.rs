@@ -8,4 +8,5 @@ mod faults;
 mod hardening;
 mod helpers;
 mod hostile_auth;
+mod hostile_data;
 mod security;
