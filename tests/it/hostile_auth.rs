@@ -6,9 +6,19 @@
 use std::time::Duration;
 
 use partnercenter_exporter::poller::PollOutcome;
+use partnercenter_exporter::simulator::Simulator;
 use serde_json::Value;
 
 use crate::helpers::*;
+
+async fn setup(customers: usize, extra: &[&str]) -> (Simulator, InProcess, tempfile::TempDir) {
+    let sim = simulator(customers).await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut flags = sim_flags(&sim, dir.path());
+    flags.extend(extra.iter().map(|s| s.to_string()));
+    let exporter = in_process(&flags).await;
+    (sim, exporter, dir)
+}
 
 fn finished(outcome: PollOutcome) -> (String, usize) {
     match outcome {
@@ -55,6 +65,52 @@ async fn absurd_token_lifetimes_never_stop_the_poller() {
         // The token lives (a clamped) long enough to serve the second poll too.
         assert_eq!(sim.stats().token, 1, "expires_in {expires_in}\n{logs}");
     }
+}
+
+#[tokio::test]
+async fn a_persistent_401_renews_the_token_at_most_once_per_poll() {
+    let (sim, exporter, _dir) = setup(
+        40,
+        &["--poll.concurrency", "8", "--poll.rate-limit", "6000"],
+    )
+    .await;
+    sim.knobs().set_status_all(Some(401));
+    let (result, failed) = finished(exporter.poller.poll_once().await);
+    assert_eq!((result.as_str(), failed), ("failure", 40));
+    let stats = sim.stats();
+    // The sign-in for the poll, and one renewal however many customers saw a 401.
+    assert!(
+        stats.token <= 2,
+        "{} token requests in one poll of 40 customers",
+        stats.token
+    );
+    assert!(stats.servicecosts <= 80, "{} tries", stats.servicecosts);
+    // The next poll may renew once more, no more.
+    let (result, _) = finished(exporter.poller.poll_once().await);
+    assert_eq!(result, "failure");
+    let next = sim.stats().token - stats.token;
+    assert!(next <= 1, "{next} token requests in the next poll");
+    // Partner Center accepts the token again: the poll after that succeeds.
+    sim.knobs().set_status_all(None);
+    let (result, failed) = finished(exporter.poller.poll_once().await);
+    assert_eq!((result.as_str(), failed), ("success", 0));
+    exporter.stop().await;
+}
+
+#[tokio::test]
+async fn a_401_to_a_renewed_token_still_renews_in_the_next_poll() {
+    // One customer's 401 renews the token; a 401 on that renewed token is final in
+    // this poll, but the next poll may renew again (the token may have been revoked
+    // meanwhile): rejections never latch for good.
+    let (sim, exporter, _dir) = setup(3, &[]).await;
+    let victim = sim.customers()[1].id.clone();
+    sim.knobs().set_status(&victim, Some(401));
+    for poll in 1..=2u64 {
+        let (result, failed) = finished(exporter.poller.poll_once().await);
+        assert_eq!((result.as_str(), failed), ("partial", 1));
+        assert_eq!(sim.stats().token, 1 + poll, "one renewal in poll {poll}");
+    }
+    exporter.stop().await;
 }
 
 #[tokio::test]
