@@ -3,8 +3,9 @@
 //! [`Authenticator`] owns the token cache, the refresh token and its file. It renews
 //! the access token ahead of expiry, one renewal at a time however many requests wait
 //! for it; writes every rotated refresh token back to `--auth.refresh-token-file`
-//! atomically (mode 0600) so the exporter still signs in after a restart months later;
-//! and optionally trades the AAD token at Partner Center's legacy `generatetoken`.
+//! atomically (mode 0600) so the exporter still signs in after a restart months later
+//! (an empty or blank "rotated" token never replaces the one it has); and optionally
+//! trades the AAD token at Partner Center's legacy `generatetoken`.
 //!
 //! Errors that need a human (`invalid_grant`, `interaction_required`,
 //! `invalid_client`, …) are latched for the rest of the poll: at most one token
@@ -497,8 +498,15 @@ impl Authenticator {
 
     /// Keeps the rotated refresh token and writes it to its file, so a restart signs
     /// in with it. A failed write is logged (without the token) and retried with the
-    /// next rotation; the token in memory keeps working.
+    /// next rotation; the token in memory keeps working. An empty or blank token is
+    /// not a token: the previous one is kept, in memory and in the file.
     async fn store_refresh_token(&self, token: SecretString) {
+        if token.expose_secret().trim().is_empty() {
+            tracing::warn!(
+                "Azure AD answered with an empty refresh token; keeping the previous one"
+            );
+            return;
+        }
         if let Ok(mut current) = self.refresh_token.lock() {
             *current = Some(token.clone());
         }

@@ -3,6 +3,7 @@
 //! call, empty or unwritable refresh tokens, and secret files that start with a
 //! UTF-8 byte-order mark.
 
+use std::path::Path;
 use std::time::Duration;
 
 use partnercenter_exporter::poller::PollOutcome;
@@ -25,6 +26,10 @@ fn finished(outcome: PollOutcome) -> (String, usize) {
         PollOutcome::Finished { result, failed, .. } => (result.as_str().to_owned(), failed),
         PollOutcome::AlreadyRunning => panic!("poll did not run"),
     }
+}
+
+fn read_token(path: &Path) -> String {
+    std::fs::read_to_string(path).unwrap()
 }
 
 #[tokio::test]
@@ -144,4 +149,57 @@ async fn retry_after_floors_count_against_the_waiting_budget_of_a_call() {
     );
     // The call gave up at once instead of waiting again.
     exporter.stop().await;
+}
+
+#[tokio::test]
+async fn an_empty_rotated_refresh_token_never_replaces_the_stored_one() {
+    let sim = simulator(3).await;
+    let dir = tempfile::tempdir().unwrap();
+    let flags = sim_flags(&sim, dir.path());
+    let token_file = dir.path().join("refresh_token");
+    let original = read_token(&token_file);
+    sim.knobs().set_token_refresh_token(Some(String::new()));
+    {
+        let mut exporter = Exporter::spawn(&flags);
+        let m = exporter.wait_for_polls(1.0).await;
+        let logs = exporter.logs();
+        assert_eq!(
+            m.get("partnercenter_polls_total", &[("result", "success")]),
+            Some(1.0),
+            "{logs}"
+        );
+        assert_eq!(
+            read_token(&token_file),
+            original,
+            "the file keeps its token"
+        );
+        let warning = logs
+            .lines()
+            .find(|l| l.contains("empty refresh token"))
+            .unwrap_or_else(|| panic!("no warning:\n{logs}"));
+        assert!(warning.contains("level=warn"), "{warning}");
+        for secret in sim.issued_secrets() {
+            assert!(!logs.contains(&secret), "a secret was logged:\n{logs}");
+        }
+        assert_eq!(exporter.terminate(), Some(0));
+    }
+    // Blanks are no better than nothing.
+    sim.knobs().set_token_refresh_token(Some(" \t ".to_owned()));
+    let exporter = in_process(&flags).await;
+    let (result, _) = finished(exporter.poller.poll_once().await);
+    assert_eq!(result, "success");
+    assert_eq!(read_token(&token_file), original);
+    exporter.stop().await;
+    // A restart on the file signs in, and real rotated tokens are saved again.
+    sim.knobs().set_token_refresh_token(None);
+    let exporter = Exporter::spawn(&flags);
+    let m = exporter.wait_for_polls(1.0).await;
+    assert_eq!(
+        m.get("partnercenter_polls_total", &[("result", "success")]),
+        Some(1.0),
+        "{}",
+        exporter.logs()
+    );
+    assert_ne!(read_token(&token_file).trim(), original.trim());
+    assert!(!read_token(&token_file).trim().is_empty());
 }
