@@ -4,7 +4,9 @@
 //! the access token ahead of expiry, one renewal at a time however many requests wait
 //! for it; writes every rotated refresh token back to `--auth.refresh-token-file`
 //! atomically (mode 0600) so the exporter still signs in after a restart months later
-//! (an empty or blank "rotated" token never replaces the one it has); and optionally
+//! (a failed write is logged with the file's path and counted in
+//! `partnercenter_refresh_token_persist_failures_total`; an empty or blank "rotated"
+//! token never replaces the one it has); and optionally
 //! trades the AAD token at Partner Center's legacy `generatetoken`.
 //!
 //! Errors that need a human (`invalid_grant`, `interaction_required`,
@@ -516,15 +518,22 @@ impl Authenticator {
         if self.config.grant != Grant::RefreshToken {
             return;
         }
+        let shown = path.display().to_string();
         let written = tokio::task::spawn_blocking(move || write_refresh_token(path, token)).await;
-        match written {
-            Ok(Ok(())) => tracing::debug!("rotated refresh token saved"),
-            Ok(Err(err)) => tracing::error!(
-                error = %err,
-                "cannot save the rotated refresh token; the exporter keeps it in memory, but a restart will use the old one"
-            ),
-            Err(err) => tracing::error!(error = %err, "saving the refresh token failed"),
-        }
+        let error = match written {
+            Ok(Ok(())) => {
+                tracing::debug!("rotated refresh token saved");
+                return;
+            }
+            Ok(Err(err)) => err.to_string(),
+            Err(err) => err.to_string(),
+        };
+        self.telemetry.refresh_token_persist_failure();
+        tracing::error!(
+            path = %shown,
+            error = %error,
+            "cannot save the rotated refresh token; the exporter keeps it in memory, but a restart will sign in with the old one"
+        );
     }
 }
 

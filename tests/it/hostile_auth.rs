@@ -4,7 +4,7 @@
 //! UTF-8 byte-order mark.
 
 use std::path::Path;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use partnercenter_exporter::poller::PollOutcome;
 use partnercenter_exporter::simulator::Simulator;
@@ -202,4 +202,60 @@ async fn an_empty_rotated_refresh_token_never_replaces_the_stored_one() {
     );
     assert_ne!(read_token(&token_file).trim(), original.trim());
     assert!(!read_token(&token_file).trim().is_empty());
+}
+
+#[tokio::test]
+async fn a_refresh_token_that_cannot_be_saved_is_counted_and_logged_with_its_path() {
+    let sim = simulator(2).await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut flags = sim_flags(&sim, dir.path());
+    flags.extend(["--poll.interval".to_owned(), "1s".into()]);
+    let token_file = dir.path().join("refresh_token");
+    let exporter = Exporter::spawn(&flags);
+    let m = exporter.wait_for_polls(1.0).await;
+    assert_eq!(
+        m.get("partnercenter_refresh_token_persist_failures_total", &[]),
+        Some(0.0),
+        "exported at 0 from the start"
+    );
+    // The file becomes a directory: no write to that path succeeds, not even root's.
+    std::fs::remove_file(&token_file).unwrap();
+    std::fs::create_dir(&token_file).unwrap();
+    std::fs::write(token_file.join("keep"), "x").unwrap();
+    // The next poll has to sign in again, and gets a rotated refresh token.
+    sim.expire_access_tokens();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let m = loop {
+        let m = exporter.metrics().await;
+        if m.get("partnercenter_refresh_token_persist_failures_total", &[]) >= Some(1.0) {
+            break m;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no persist failure counted; logs:\n{}",
+            exporter.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let logs = exporter.logs();
+    let line = logs
+        .lines()
+        .find(|l| l.contains("cannot save the rotated refresh token"))
+        .unwrap_or_else(|| panic!("no error line:\n{logs}"));
+    assert!(line.contains("level=error"), "{line}");
+    assert!(
+        line.contains(&token_file.display().to_string()),
+        "the line names the file: {line}"
+    );
+    for secret in sim.issued_secrets() {
+        assert!(!logs.contains(&secret), "a secret was logged:\n{logs}");
+        assert!(!m.text.contains(&secret), "a secret is in the metrics");
+    }
+    // The token in memory keeps the exporter signed in.
+    let polls = m.sum("partnercenter_polls_total");
+    let m = exporter.wait_for_polls(polls + 1.0).await;
+    assert_eq!(
+        m.get("partnercenter_polls_total", &[("result", "failure")]),
+        Some(0.0)
+    );
 }
