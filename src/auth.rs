@@ -250,13 +250,13 @@ impl Authenticator {
         let Some(path) = &self.config.refresh_token_file else {
             return;
         };
-        match std::fs::read_to_string(path) {
-            Ok(text) if !text.trim().is_empty() => {
+        match crate::config::read_secret(path) {
+            Ok(Some(token)) => {
                 if let Ok(mut current) = self.refresh_token.lock() {
-                    *current = Some(SecretString::from(text.trim().to_owned()));
+                    *current = Some(token);
                 }
             }
-            Ok(_) => tracing::warn!(path = %path.display(), "the refresh token file is empty"),
+            Ok(None) => tracing::warn!(path = %path.display(), "the refresh token file is empty"),
             Err(err) => {
                 tracing::warn!(path = %path.display(), error = %err, "cannot read the refresh token file")
             }

@@ -3,7 +3,7 @@
 //! call, empty or unwritable refresh tokens, and secret files that start with a
 //! UTF-8 byte-order mark.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use partnercenter_exporter::poller::PollOutcome;
@@ -11,6 +11,8 @@ use partnercenter_exporter::simulator::Simulator;
 use serde_json::Value;
 
 use crate::helpers::*;
+
+const BOM: &[u8] = b"\xEF\xBB\xBF";
 
 async fn setup(customers: usize, extra: &[&str]) -> (Simulator, InProcess, tempfile::TempDir) {
     let sim = simulator(customers).await;
@@ -30,6 +32,38 @@ fn finished(outcome: PollOutcome) -> (String, usize) {
 
 fn read_token(path: &Path) -> String {
     std::fs::read_to_string(path).unwrap()
+}
+
+/// Writes `bytes` to `dir/name` with mode 0600.
+fn raw_secret_file(dir: &Path, name: &str, bytes: &[u8]) -> PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let path = dir.join(name);
+    std::fs::write(&path, bytes).unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+    path
+}
+
+/// Redeems `refresh_token` at the simulator as another client would, and returns
+/// the rotated refresh token it answers with.
+async fn redeem(sim: &Simulator, refresh_token: &str) -> String {
+    let creds = sim.credentials();
+    let form = [
+        ("grant_type", "refresh_token"),
+        ("client_id", creds.client_id.as_str()),
+        ("client_secret", creds.client_secret.as_str()),
+        ("refresh_token", refresh_token),
+        ("resource", "https://api.partnercenter.microsoft.com"),
+    ];
+    let answer: Value = reqwest::Client::new()
+        .post(format!("{}/{}/oauth2/token", sim.url(), creds.tenant))
+        .form(&form)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    answer["refresh_token"].as_str().unwrap().to_owned()
 }
 
 #[tokio::test]
@@ -258,4 +292,33 @@ async fn a_refresh_token_that_cannot_be_saved_is_counted_and_logged_with_its_pat
         m.get("partnercenter_polls_total", &[("result", "failure")]),
         Some(0.0)
     );
+}
+
+#[tokio::test]
+async fn secret_files_starting_with_a_byte_order_mark_sign_in() {
+    let sim = simulator(2).await;
+    let creds = sim.credentials();
+    let dir = tempfile::tempdir().unwrap();
+    let with_bom = |value: &str| [BOM, value.as_bytes(), b"\r\n"].concat();
+    raw_secret_file(dir.path(), "refresh_token", &with_bom(&creds.refresh_token));
+    let flags = sim_flags(&sim, dir.path());
+    raw_secret_file(dir.path(), "client_secret", &with_bom(&creds.client_secret));
+    let exporter = in_process(&flags).await;
+    let (result, failed) = finished(exporter.poller.poll_once().await);
+    assert_eq!((result.as_str(), failed), ("success", 0));
+    let m = exporter.metrics().await;
+    assert_eq!(m.sum("partnercenter_auth_failures_total"), 0.0);
+
+    // After a refusal the file is read again: a new token saved with a BOM (as an
+    // editor on Windows would) is used by the next poll.
+    let token_file = dir.path().join("refresh_token");
+    let fresh = redeem(&sim, read_token(&token_file).trim()).await;
+    sim.revoke_refresh_tokens_except_latest();
+    sim.expire_access_tokens();
+    let (result, _) = finished(exporter.poller.poll_once().await);
+    assert_eq!(result, "failure");
+    raw_secret_file(dir.path(), "refresh_token", &with_bom(&fresh));
+    let (result, failed) = finished(exporter.poller.poll_once().await);
+    assert_eq!((result.as_str(), failed), ("success", 0));
+    exporter.stop().await;
 }
