@@ -3,18 +3,30 @@
 //! [`Authenticator`] owns the token cache, the refresh token and its file. It renews
 //! the access token ahead of expiry, one renewal at a time however many requests wait
 //! for it; writes every rotated refresh token back to `--auth.refresh-token-file`
-//! atomically (mode 0600) so the exporter still signs in after a restart months later;
-//! and optionally trades the AAD token at Partner Center's legacy `generatetoken`.
+//! atomically (mode 0600) so the exporter still signs in after a restart months later
+//! (a failed write is logged with the file's path and counted in
+//! `partnercenter_refresh_token_persist_failures_total`; an empty or blank "rotated"
+//! token never replaces the one it has); and optionally
+//! trades the AAD token at Partner Center's legacy `generatetoken`.
 //!
 //! Errors that need a human (`invalid_grant`, `interaction_required`,
 //! `invalid_client`, …) are latched for the rest of the poll: at most one token
 //! request per poll reaches Azure AD, however many customers are waiting. Transient
 //! errors (5xx, `temporarily_unavailable`, timeouts) are retried with backoff.
 //!
+//! A 401 from Partner Center renews the token at most once per token generation.
+//! Every token carries its generation G (1 for the first token, then 2, …). The first
+//! 401 on G renews to G+1; a 401 on G that comes back once G+1 exists reuses G+1
+//! (its request is retried once with it, nothing is asked of Azure AD); a 401 on a
+//! token that was itself obtained in answer to a 401 in the same poll is final for
+//! that request: no renewal before the next poll. A Partner Center that refuses
+//! every token thus costs one renewal per poll, however many customers it refuses.
+//!
 //! Tokens are [`SecretString`]s; nothing here logs a token, a secret or a token
 //! request's body.
 
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -51,6 +63,12 @@ pub struct AccessToken {
     expires_at: Instant,
     /// When to renew: ahead of `expires_at` by [`EXPIRY_MARGIN`] or half the lifetime.
     renew_at: Instant,
+    /// Its place among the tokens this authenticator obtained (1, 2, …): a 401 on a
+    /// token older than the current one is answered with the current one.
+    generation: u64,
+    /// The poll in which it was obtained because Partner Center refused its
+    /// predecessor: a 401 on it in that same poll is final.
+    answers_rejection_in: Option<u64>,
 }
 
 impl AccessToken {
@@ -70,6 +88,8 @@ impl AccessToken {
             secret,
             expires_at,
             renew_at,
+            generation: 0,
+            answers_rejection_in: None,
         }
     }
 
@@ -165,7 +185,7 @@ fn hint(error: &str, code: Option<u64>) -> &'static str {
 
 /// The latched failure of the current poll.
 struct Latched {
-    generation: u64,
+    poll: u64,
     error: AuthError,
 }
 
@@ -180,11 +200,13 @@ pub struct Authenticator {
     current: ArcSwapOption<AccessToken>,
     /// Serialises renewals: the first waiter renews, the others find the new token.
     renewal: tokio::sync::Mutex<()>,
+    /// Tokens obtained so far: the generation of the newest.
+    issued: AtomicU64,
     /// The newest refresh token (rotated on every use).
     refresh_token: Mutex<Option<SecretString>>,
-    /// Poll generation, bumped by [`Authenticator::begin_poll`].
-    generation: std::sync::atomic::AtomicU64,
-    /// A refusal in this generation: answered without asking Azure AD again.
+    /// The poll's number, bumped by [`Authenticator::begin_poll`].
+    poll: AtomicU64,
+    /// A refusal in this poll: answered without asking Azure AD again.
     latched: Mutex<Option<Latched>>,
     backoff: Backoff,
 }
@@ -205,8 +227,9 @@ impl Authenticator {
             telemetry,
             current: ArcSwapOption::empty(),
             renewal: tokio::sync::Mutex::new(()),
+            issued: AtomicU64::new(0),
             refresh_token: Mutex::new(refresh_token),
-            generation: std::sync::atomic::AtomicU64::new(0),
+            poll: AtomicU64::new(0),
             latched: Mutex::new(None),
             backoff,
         }
@@ -220,21 +243,20 @@ impl Authenticator {
         if refused && self.config.grant == Grant::RefreshToken {
             self.reload_refresh_token();
         }
-        self.generation
-            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        self.poll.fetch_add(1, Ordering::SeqCst);
     }
 
     fn reload_refresh_token(&self) {
         let Some(path) = &self.config.refresh_token_file else {
             return;
         };
-        match std::fs::read_to_string(path) {
-            Ok(text) if !text.trim().is_empty() => {
+        match crate::config::read_secret(path) {
+            Ok(Some(token)) => {
                 if let Ok(mut current) = self.refresh_token.lock() {
-                    *current = Some(SecretString::from(text.trim().to_owned()));
+                    *current = Some(token);
                 }
             }
-            Ok(_) => tracing::warn!(path = %path.display(), "the refresh token file is empty"),
+            Ok(None) => tracing::warn!(path = %path.display(), "the refresh token file is empty"),
             Err(err) => {
                 tracing::warn!(path = %path.display(), error = %err, "cannot read the refresh token file")
             }
@@ -243,49 +265,72 @@ impl Authenticator {
 
     /// The error latched in the current poll, if any.
     pub fn latched_error(&self) -> Option<AuthError> {
-        let generation = self.generation.load(std::sync::atomic::Ordering::SeqCst);
+        let poll = self.poll.load(Ordering::SeqCst);
         let latched = self.latched.lock().ok()?;
         latched
             .as_ref()
-            .filter(|l| l.generation == generation)
+            .filter(|l| l.poll == poll)
             .map(|l| l.error.clone())
     }
 
     /// A fresh access token, renewing it if needed.
     pub async fn token(&self) -> Result<Arc<AccessToken>, AuthError> {
-        if let Some(token) = self.current.load_full().filter(|t| t.is_fresh()) {
+        if let Some(token) = self.fresh_token() {
             return Ok(token);
         }
-        self.renew(None).await
-    }
-
-    /// Called after Partner Center answered 401 to `rejected`: renews unless another
-    /// request already did.
-    pub async fn renew_after_rejection(
-        &self,
-        rejected: &Arc<AccessToken>,
-    ) -> Result<Arc<AccessToken>, AuthError> {
-        self.renew(Some(rejected)).await
-    }
-
-    async fn renew(
-        &self,
-        rejected: Option<&Arc<AccessToken>>,
-    ) -> Result<Arc<AccessToken>, AuthError> {
         let _guard = self.renewal.lock().await;
         // Someone else may have renewed while this request waited.
-        if let Some(token) = self.current.load_full() {
-            let replaced = rejected.is_some_and(|r| !Arc::ptr_eq(r, &token));
-            if token.is_fresh() && (rejected.is_none() || replaced) {
-                return Ok(token);
-            }
+        if let Some(token) = self.fresh_token() {
+            return Ok(token);
         }
+        self.renew_locked(None).await
+    }
+
+    /// Called after Partner Center answered 401 to a request carrying `rejected`.
+    /// `Some(token)`: retry once with it, renewed now or by another request since
+    /// `rejected` was sent. `None`: `rejected` was itself obtained in answer to a 401
+    /// in this poll, so the 401 stands (the rule is in the module docs).
+    pub async fn renew_after_rejection(
+        &self,
+        rejected: &AccessToken,
+    ) -> Result<Option<Arc<AccessToken>>, AuthError> {
+        let _guard = self.renewal.lock().await;
+        if let Some(token) = self
+            .fresh_token()
+            .filter(|t| t.generation > rejected.generation)
+        {
+            return Ok(Some(token));
+        }
+        let poll = self.poll.load(Ordering::SeqCst);
+        if rejected.answers_rejection_in == Some(poll) {
+            tracing::debug!(
+                generation = rejected.generation,
+                "Partner Center refused a token that replaced a refused one in this poll; no other renewal before the next poll"
+            );
+            return Ok(None);
+        }
+        self.renew_locked(Some(poll)).await.map(Some)
+    }
+
+    fn fresh_token(&self) -> Option<Arc<AccessToken>> {
+        self.current.load_full().filter(|t| t.is_fresh())
+    }
+
+    /// Signs in and makes the new token current; the caller holds `renewal`.
+    /// `after_rejection`: the poll in which Partner Center refused the token this
+    /// one replaces.
+    async fn renew_locked(
+        &self,
+        after_rejection: Option<u64>,
+    ) -> Result<Arc<AccessToken>, AuthError> {
         if let Some(error) = self.latched_error() {
             return Err(error);
         }
-        let generation = self.generation.load(std::sync::atomic::Ordering::SeqCst);
+        let poll = self.poll.load(Ordering::SeqCst);
         match self.sign_in().await {
-            Ok(token) => {
+            Ok(mut token) => {
+                token.generation = self.issued.fetch_add(1, Ordering::SeqCst).saturating_add(1);
+                token.answers_rejection_in = after_rejection;
                 let token = Arc::new(token);
                 self.current.store(Some(token.clone()));
                 Ok(token)
@@ -296,7 +341,7 @@ impl Authenticator {
                     // Transient failures are latched too, after their retries: the
                     // customers still waiting in this poll must not start over.
                     *latched = Some(Latched {
-                        generation,
+                        poll,
                         error: error.clone(),
                     });
                 }
@@ -455,8 +500,15 @@ impl Authenticator {
 
     /// Keeps the rotated refresh token and writes it to its file, so a restart signs
     /// in with it. A failed write is logged (without the token) and retried with the
-    /// next rotation; the token in memory keeps working.
+    /// next rotation; the token in memory keeps working. An empty or blank token is
+    /// not a token: the previous one is kept, in memory and in the file.
     async fn store_refresh_token(&self, token: SecretString) {
+        if token.expose_secret().trim().is_empty() {
+            tracing::warn!(
+                "Azure AD answered with an empty refresh token; keeping the previous one"
+            );
+            return;
+        }
         if let Ok(mut current) = self.refresh_token.lock() {
             *current = Some(token.clone());
         }
@@ -466,15 +518,22 @@ impl Authenticator {
         if self.config.grant != Grant::RefreshToken {
             return;
         }
+        let shown = path.display().to_string();
         let written = tokio::task::spawn_blocking(move || write_refresh_token(path, token)).await;
-        match written {
-            Ok(Ok(())) => tracing::debug!("rotated refresh token saved"),
-            Ok(Err(err)) => tracing::error!(
-                error = %err,
-                "cannot save the rotated refresh token; the exporter keeps it in memory, but a restart will use the old one"
-            ),
-            Err(err) => tracing::error!(error = %err, "saving the refresh token failed"),
-        }
+        let error = match written {
+            Ok(Ok(())) => {
+                tracing::debug!("rotated refresh token saved");
+                return;
+            }
+            Ok(Err(err)) => err.to_string(),
+            Err(err) => err.to_string(),
+        };
+        self.telemetry.refresh_token_persist_failure();
+        tracing::error!(
+            path = %shown,
+            error = %error,
+            "cannot save the rotated refresh token; the exporter keeps it in memory, but a restart will sign in with the old one"
+        );
     }
 }
 

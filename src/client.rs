@@ -7,8 +7,9 @@
 //! on 429, 5xx, timeouts and connection errors with full-jitter backoff (at least the
 //! server's `Retry-After`, all waits of one call together within the backoff's
 //! `max_total`), keeping the same `MS-RequestId` across the retries of one
-//! call. A 401 renews the token once and retries once; 400, 403 and 404 are never
-//! retried. Bodies are read with a size limit and parsed by [`crate::model`].
+//! call. A 401 is retried once with a renewed token, renewals coalesced as
+//! [`crate::auth`] describes (a 401 on a token that was itself the renewal after a
+//! 401 in this poll is final); 400, 403 and 404 are never retried. Bodies are read with a size limit and parsed by [`crate::model`].
 //!
 //! The client does not decide what a failure means for the snapshot: that is the
 //! poller's job.
@@ -239,19 +240,21 @@ impl PartnerCenterClient {
             )
             .await?;
         if response.status() == StatusCode::UNAUTHORIZED {
-            // The token may have been revoked or expired early: renew once, try once.
-            let token = self.auth.renew_after_rejection(&token).await?;
-            self.limiter.until_ready().await;
-            response = self
-                .send(
-                    endpoint,
-                    url,
-                    headers,
-                    request_id,
-                    correlation_id,
-                    &token.bearer(),
-                )
-                .await?;
+            // The token may have been revoked or expired early: try once more with a
+            // renewed one, unless this one already was the renewal after a 401.
+            if let Some(token) = self.auth.renew_after_rejection(&token).await? {
+                self.limiter.until_ready().await;
+                response = self
+                    .send(
+                        endpoint,
+                        url,
+                        headers,
+                        request_id,
+                        correlation_id,
+                        &token.bearer(),
+                    )
+                    .await?;
+            }
         }
         let status = response.status();
         let retry_after = RetryAfter::from_headers(response.headers());

@@ -4,8 +4,9 @@
 //! As in ripgrep, flags are parsed into a raw struct ([`Flags`], every field
 //! optional so that "not given" is visible), merged with the file (flags and
 //! environment win), and converted once; every error names the flag or file key and
-//! says what to do. This module reads the secret files, and nothing else does: secrets
-//! leave it as [`SecretString`]s. It never logs.
+//! says what to do. Secret files are read here and nowhere else: [`read_secret`] is
+//! their one reader (auth re-reads the refresh-token file with it), and secrets leave
+//! this module as [`SecretString`]s. It never logs.
 
 use std::fmt;
 use std::os::unix::fs::PermissionsExt;
@@ -661,8 +662,23 @@ fn read_file_config(path: &Path) -> Result<FileConfig, ConfigError> {
     })
 }
 
-/// Reads a secret file, trimming the trailing newline editors add. Warns when the
-/// file is readable by group or others.
+/// Reads a secret file: its value is the text without a leading UTF-8 byte-order
+/// mark (Windows editors write one, and Azure AD would take it as part of the
+/// secret) and without surrounding whitespace (the trailing newline editors add).
+/// `Ok(None)` when nothing is left.
+pub fn read_secret(path: &Path) -> std::io::Result<Option<SecretString>> {
+    let text = std::fs::read_to_string(path)?;
+    let value = secret_value(&text);
+    Ok((!value.is_empty()).then(|| SecretString::from(value.to_owned())))
+}
+
+/// The value of a secret file's text (see [`read_secret`]).
+fn secret_value(text: &str) -> &str {
+    text.strip_prefix('\u{FEFF}').unwrap_or(text).trim()
+}
+
+/// Reads a secret file with [`read_secret`] for `flag`; an empty one is an error.
+/// Warns when the file is readable by group or others.
 fn read_secret_file(
     path: &Path,
     flag: &str,
@@ -677,16 +693,9 @@ fn read_secret_file(
             meta.permissions().mode() & 0o777
         ));
     }
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| ConfigError::new(format!("{flag}: cannot read {}: {e}", path.display())))?;
-    let value = text.trim();
-    if value.is_empty() {
-        return Err(ConfigError::new(format!(
-            "{flag}: {} is empty",
-            path.display()
-        )));
-    }
-    Ok(SecretString::from(value.to_owned()))
+    read_secret(path)
+        .map_err(|e| ConfigError::new(format!("{flag}: cannot read {}: {e}", path.display())))?
+        .ok_or_else(|| ConfigError::new(format!("{flag}: {} is empty", path.display())))
 }
 
 /// `:PORT` → `0.0.0.0:PORT`; `HOST:PORT` and `[V6]:PORT` kept. The port is checked.
@@ -1098,6 +1107,42 @@ mod tests {
         .unwrap();
         assert_eq!(c.warnings.len(), 1);
         assert!(c.warnings[0].contains("chmod 600"));
+    }
+
+    #[test]
+    fn secret_files_lose_a_byte_order_mark_and_surrounding_blanks() {
+        assert_eq!(secret_value("\u{FEFF}s3cret\r\n"), "s3cret");
+        assert_eq!(secret_value("\u{FEFF}  s3cret \n"), "s3cret");
+        assert_eq!(secret_value("s3cret\n"), "s3cret");
+        assert_eq!(secret_value("\u{FEFF}\n"), "");
+        // Only a leading mark is one; inside the value it is the value's.
+        assert_eq!(secret_value("s3\u{FEFF}cret"), "s3\u{FEFF}cret");
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("rt");
+        std::fs::write(&path, b"\xEF\xBB\xBFrefresh-token-value\n").unwrap();
+        let token = read_secret(&path).unwrap().unwrap();
+        assert_eq!(token.expose_secret(), "refresh-token-value");
+        std::fs::write(&path, b"\xEF\xBB\xBF \r\n").unwrap();
+        assert!(read_secret(&path).unwrap().is_none());
+        // The same reader serves the flags: a BOM-prefixed file configures the token.
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+        std::fs::write(&path, b"\xEF\xBB\xBFrefresh-token-value\n").unwrap();
+        let c = Config::from_flags(
+            flags(&[
+                "--auth.tenant",
+                "t",
+                "--auth.client-id",
+                "c",
+                "--auth.refresh-token-file",
+                path.to_str().unwrap(),
+            ]),
+            SecretEnv::default(),
+        )
+        .unwrap();
+        assert_eq!(
+            c.auth.refresh_token.unwrap().expose_secret(),
+            "refresh-token-value"
+        );
     }
 
     #[test]

@@ -10,7 +10,7 @@
 //!   by construction. This is the part whose size grows with the number of
 //!   customers, so a scrape only hands on shared bytes, without copying them.
 //! - **Live series** ([`Telemetry`]: API requests, poll outcomes, auth failures,
-//!   build info, `process_*`) live in the exporter's own `prometheus::Registry` (no
+//!   refresh-token persist failures, build info, `process_*`) live in the exporter's own `prometheus::Registry` (no
 //!   global registry) and are encoded at each scrape; their size does not depend on
 //!   the number of customers.
 //!
@@ -25,8 +25,8 @@ use bytes::Bytes;
 use flate2::write::GzEncoder;
 use flate2::Compression;
 use prometheus::{
-    Encoder, Gauge, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts,
-    Registry, TextEncoder,
+    Encoder, Gauge, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec,
+    Opts, Registry, TextEncoder,
 };
 
 use crate::model::{earliest, latest};
@@ -100,6 +100,9 @@ pub struct Telemetry {
     api_requests: IntCounterVec,
     api_duration: HistogramVec,
     auth_failures: IntCounterVec,
+    /// Rotated refresh tokens not written to their file: a restart would sign in
+    /// with an older one, so an alert should fire before that restart.
+    refresh_token_persist_failures: IntCounter,
     polls: IntCounterVec,
     poll_duration: Gauge,
     poll_in_progress: IntGauge,
@@ -152,6 +155,13 @@ impl Telemetry {
         for reason in AUTH_FAILURE_REASONS {
             auth_failures.with_label_values(&[reason]);
         }
+        let refresh_token_persist_failures = register(
+            &registry,
+            IntCounter::new(
+                "partnercenter_refresh_token_persist_failures_total",
+                "Rotated refresh tokens that could not be written to --auth.refresh-token-file (a restart would sign in with an older token).",
+            )?,
+        );
         let polls = register(
             &registry,
             IntCounterVec::new(
@@ -216,6 +226,7 @@ impl Telemetry {
             api_requests,
             api_duration,
             auth_failures,
+            refresh_token_persist_failures,
             polls,
             poll_duration,
             poll_in_progress,
@@ -237,6 +248,11 @@ impl Telemetry {
     /// Counts a failed token request; `reason` must come from a fixed set of values.
     pub fn auth_failure(&self, reason: &str) {
         self.auth_failures.with_label_values(&[reason]).inc();
+    }
+
+    /// Counts a rotated refresh token that could not be written to its file.
+    pub fn refresh_token_persist_failure(&self) {
+        self.refresh_token_persist_failures.inc();
     }
 
     pub fn poll_started(&self) {

@@ -3,18 +3,67 @@
 //! call, empty or unwritable refresh tokens, and secret files that start with a
 //! UTF-8 byte-order mark.
 
-use std::time::Duration;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use partnercenter_exporter::poller::PollOutcome;
+use partnercenter_exporter::simulator::Simulator;
 use serde_json::Value;
 
 use crate::helpers::*;
+
+const BOM: &[u8] = b"\xEF\xBB\xBF";
+
+async fn setup(customers: usize, extra: &[&str]) -> (Simulator, InProcess, tempfile::TempDir) {
+    let sim = simulator(customers).await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut flags = sim_flags(&sim, dir.path());
+    flags.extend(extra.iter().map(|s| s.to_string()));
+    let exporter = in_process(&flags).await;
+    (sim, exporter, dir)
+}
 
 fn finished(outcome: PollOutcome) -> (String, usize) {
     match outcome {
         PollOutcome::Finished { result, failed, .. } => (result.as_str().to_owned(), failed),
         PollOutcome::AlreadyRunning => panic!("poll did not run"),
     }
+}
+
+fn read_token(path: &Path) -> String {
+    std::fs::read_to_string(path).unwrap()
+}
+
+/// Writes `bytes` to `dir/name` with mode 0600.
+fn raw_secret_file(dir: &Path, name: &str, bytes: &[u8]) -> PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let path = dir.join(name);
+    std::fs::write(&path, bytes).unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+    path
+}
+
+/// Redeems `refresh_token` at the simulator as another client would, and returns
+/// the rotated refresh token it answers with.
+async fn redeem(sim: &Simulator, refresh_token: &str) -> String {
+    let creds = sim.credentials();
+    let form = [
+        ("grant_type", "refresh_token"),
+        ("client_id", creds.client_id.as_str()),
+        ("client_secret", creds.client_secret.as_str()),
+        ("refresh_token", refresh_token),
+        ("resource", "https://api.partnercenter.microsoft.com"),
+    ];
+    let answer: Value = reqwest::Client::new()
+        .post(format!("{}/{}/oauth2/token", sim.url(), creds.tenant))
+        .form(&form)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    answer["refresh_token"].as_str().unwrap().to_owned()
 }
 
 #[tokio::test]
@@ -58,6 +107,52 @@ async fn absurd_token_lifetimes_never_stop_the_poller() {
 }
 
 #[tokio::test]
+async fn a_persistent_401_renews_the_token_at_most_once_per_poll() {
+    let (sim, exporter, _dir) = setup(
+        40,
+        &["--poll.concurrency", "8", "--poll.rate-limit", "6000"],
+    )
+    .await;
+    sim.knobs().set_status_all(Some(401));
+    let (result, failed) = finished(exporter.poller.poll_once().await);
+    assert_eq!((result.as_str(), failed), ("failure", 40));
+    let stats = sim.stats();
+    // The sign-in for the poll, and one renewal however many customers saw a 401.
+    assert!(
+        stats.token <= 2,
+        "{} token requests in one poll of 40 customers",
+        stats.token
+    );
+    assert!(stats.servicecosts <= 80, "{} tries", stats.servicecosts);
+    // The next poll may renew once more, no more.
+    let (result, _) = finished(exporter.poller.poll_once().await);
+    assert_eq!(result, "failure");
+    let next = sim.stats().token - stats.token;
+    assert!(next <= 1, "{next} token requests in the next poll");
+    // Partner Center accepts the token again: the poll after that succeeds.
+    sim.knobs().set_status_all(None);
+    let (result, failed) = finished(exporter.poller.poll_once().await);
+    assert_eq!((result.as_str(), failed), ("success", 0));
+    exporter.stop().await;
+}
+
+#[tokio::test]
+async fn a_401_to_a_renewed_token_still_renews_in_the_next_poll() {
+    // One customer's 401 renews the token; a 401 on that renewed token is final in
+    // this poll, but the next poll may renew again (the token may have been revoked
+    // meanwhile): rejections never latch for good.
+    let (sim, exporter, _dir) = setup(3, &[]).await;
+    let victim = sim.customers()[1].id.clone();
+    sim.knobs().set_status(&victim, Some(401));
+    for poll in 1..=2u64 {
+        let (result, failed) = finished(exporter.poller.poll_once().await);
+        assert_eq!((result.as_str(), failed), ("partial", 1));
+        assert_eq!(sim.stats().token, 1 + poll, "one renewal in poll {poll}");
+    }
+    exporter.stop().await;
+}
+
+#[tokio::test]
 async fn retry_after_floors_count_against_the_waiting_budget_of_a_call() {
     let sim = simulator(3).await;
     let victim = sim.customers()[0].id.clone();
@@ -87,5 +182,143 @@ async fn retry_after_floors_count_against_the_waiting_budget_of_a_call() {
         "{waited:?} of waiting exceeds the budget"
     );
     // The call gave up at once instead of waiting again.
+    exporter.stop().await;
+}
+
+#[tokio::test]
+async fn an_empty_rotated_refresh_token_never_replaces_the_stored_one() {
+    let sim = simulator(3).await;
+    let dir = tempfile::tempdir().unwrap();
+    let flags = sim_flags(&sim, dir.path());
+    let token_file = dir.path().join("refresh_token");
+    let original = read_token(&token_file);
+    sim.knobs().set_token_refresh_token(Some(String::new()));
+    {
+        let mut exporter = Exporter::spawn(&flags);
+        let m = exporter.wait_for_polls(1.0).await;
+        let logs = exporter.logs();
+        assert_eq!(
+            m.get("partnercenter_polls_total", &[("result", "success")]),
+            Some(1.0),
+            "{logs}"
+        );
+        assert_eq!(
+            read_token(&token_file),
+            original,
+            "the file keeps its token"
+        );
+        let warning = logs
+            .lines()
+            .find(|l| l.contains("empty refresh token"))
+            .unwrap_or_else(|| panic!("no warning:\n{logs}"));
+        assert!(warning.contains("level=warn"), "{warning}");
+        for secret in sim.issued_secrets() {
+            assert!(!logs.contains(&secret), "a secret was logged:\n{logs}");
+        }
+        assert_eq!(exporter.terminate(), Some(0));
+    }
+    // Blanks are no better than nothing.
+    sim.knobs().set_token_refresh_token(Some(" \t ".to_owned()));
+    let exporter = in_process(&flags).await;
+    let (result, _) = finished(exporter.poller.poll_once().await);
+    assert_eq!(result, "success");
+    assert_eq!(read_token(&token_file), original);
+    exporter.stop().await;
+    // A restart on the file signs in, and real rotated tokens are saved again.
+    sim.knobs().set_token_refresh_token(None);
+    let exporter = Exporter::spawn(&flags);
+    let m = exporter.wait_for_polls(1.0).await;
+    assert_eq!(
+        m.get("partnercenter_polls_total", &[("result", "success")]),
+        Some(1.0),
+        "{}",
+        exporter.logs()
+    );
+    assert_ne!(read_token(&token_file).trim(), original.trim());
+    assert!(!read_token(&token_file).trim().is_empty());
+}
+
+#[tokio::test]
+async fn a_refresh_token_that_cannot_be_saved_is_counted_and_logged_with_its_path() {
+    let sim = simulator(2).await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut flags = sim_flags(&sim, dir.path());
+    flags.extend(["--poll.interval".to_owned(), "1s".into()]);
+    let token_file = dir.path().join("refresh_token");
+    let exporter = Exporter::spawn(&flags);
+    let m = exporter.wait_for_polls(1.0).await;
+    assert_eq!(
+        m.get("partnercenter_refresh_token_persist_failures_total", &[]),
+        Some(0.0),
+        "exported at 0 from the start"
+    );
+    // The file becomes a directory: no write to that path succeeds, not even root's.
+    std::fs::remove_file(&token_file).unwrap();
+    std::fs::create_dir(&token_file).unwrap();
+    std::fs::write(token_file.join("keep"), "x").unwrap();
+    // The next poll has to sign in again, and gets a rotated refresh token.
+    sim.expire_access_tokens();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let m = loop {
+        let m = exporter.metrics().await;
+        if m.get("partnercenter_refresh_token_persist_failures_total", &[]) >= Some(1.0) {
+            break m;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no persist failure counted; logs:\n{}",
+            exporter.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let logs = exporter.logs();
+    let line = logs
+        .lines()
+        .find(|l| l.contains("cannot save the rotated refresh token"))
+        .unwrap_or_else(|| panic!("no error line:\n{logs}"));
+    assert!(line.contains("level=error"), "{line}");
+    assert!(
+        line.contains(&token_file.display().to_string()),
+        "the line names the file: {line}"
+    );
+    for secret in sim.issued_secrets() {
+        assert!(!logs.contains(&secret), "a secret was logged:\n{logs}");
+        assert!(!m.text.contains(&secret), "a secret is in the metrics");
+    }
+    // The token in memory keeps the exporter signed in.
+    let polls = m.sum("partnercenter_polls_total");
+    let m = exporter.wait_for_polls(polls + 1.0).await;
+    assert_eq!(
+        m.get("partnercenter_polls_total", &[("result", "failure")]),
+        Some(0.0)
+    );
+}
+
+#[tokio::test]
+async fn secret_files_starting_with_a_byte_order_mark_sign_in() {
+    let sim = simulator(2).await;
+    let creds = sim.credentials();
+    let dir = tempfile::tempdir().unwrap();
+    let with_bom = |value: &str| [BOM, value.as_bytes(), b"\r\n"].concat();
+    raw_secret_file(dir.path(), "refresh_token", &with_bom(&creds.refresh_token));
+    let flags = sim_flags(&sim, dir.path());
+    raw_secret_file(dir.path(), "client_secret", &with_bom(&creds.client_secret));
+    let exporter = in_process(&flags).await;
+    let (result, failed) = finished(exporter.poller.poll_once().await);
+    assert_eq!((result.as_str(), failed), ("success", 0));
+    let m = exporter.metrics().await;
+    assert_eq!(m.sum("partnercenter_auth_failures_total"), 0.0);
+
+    // After a refusal the file is read again: a new token saved with a BOM (as an
+    // editor on Windows would) is used by the next poll.
+    let token_file = dir.path().join("refresh_token");
+    let fresh = redeem(&sim, read_token(&token_file).trim()).await;
+    sim.revoke_refresh_tokens_except_latest();
+    sim.expire_access_tokens();
+    let (result, _) = finished(exporter.poller.poll_once().await);
+    assert_eq!(result, "failure");
+    raw_secret_file(dir.path(), "refresh_token", &with_bom(&fresh));
+    let (result, failed) = finished(exporter.poller.poll_once().await);
+    assert_eq!((result.as_str(), failed), ("success", 0));
     exporter.stop().await;
 }
