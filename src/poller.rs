@@ -10,7 +10,7 @@
 //! [`Poller::poll_once`] is public so tests drive polls without timers; a poll
 //! already running is never started twice.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
@@ -177,14 +177,7 @@ impl Poller {
             Ok(t) => t,
             Err(err) => {
                 self.log_failure("customer discovery failed", &err);
-                // Without the list the customers are unknown: keep every known one,
-                // with its last values, marked as failed.
-                let mut kept = previous.clone();
-                for c in &mut kept.customers {
-                    c.fetch_success = false;
-                }
-                let failed = kept.customers.len();
-                return (kept, PollResult::Failure, failed);
+                return kept_as_failed(previous);
             }
         };
 
@@ -249,8 +242,15 @@ impl Poller {
         )
     }
 
-    /// The customers to fetch this poll, with names, domains and budgets.
+    /// The customers to fetch this poll, each once, with names, domains and budgets.
     async fn targets(&self) -> Result<Vec<Target>, ApiError> {
+        let mut targets = self.all_targets().await?;
+        let mut seen = HashSet::with_capacity(targets.len());
+        targets.retain(|t| seen.insert(t.id.clone()));
+        Ok(targets)
+    }
+
+    async fn all_targets(&self) -> Result<Vec<Target>, ApiError> {
         let overrides: HashMap<String, &crate::config::CustomerConfig> = self
             .selection
             .customers
@@ -282,9 +282,10 @@ impl Poller {
             .customers
             .iter()
             .map(|c| {
-                let found = names.remove(&c.id.to_ascii_lowercase());
+                let id = c.id.to_ascii_lowercase();
+                let found = names.remove(&id);
                 let base = found.unwrap_or_else(|| DiscoveredCustomer {
-                    id: c.id.clone(),
+                    id,
                     name: String::new(),
                     domain: String::new(),
                 });
@@ -319,6 +320,17 @@ impl Poller {
             Err(err) => tracing::warn!(error = %err, "cache writer failed"),
         }
     }
+}
+
+/// Without the customer list the customers are unknown: every known one is kept,
+/// with its last values, marked as failed.
+fn kept_as_failed(previous: &Snapshot) -> (Snapshot, PollResult, usize) {
+    let mut kept = previous.clone();
+    for c in &mut kept.customers {
+        c.fetch_success = false;
+    }
+    let failed = kept.customers.len();
+    (kept, PollResult::Failure, failed)
 }
 
 fn d_key(d: &DiscoveredCustomer) -> String {
