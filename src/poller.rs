@@ -5,7 +5,10 @@
 //! and builds a complete new [`Snapshot`] that is swapped in at the end, together
 //! with its pre-encoded [`Exposition`]. A customer whose fetch failed keeps its last
 //! good values with `fetch_success` 0; a customer no longer monitored is simply not
-//! in the new snapshot. A poll that is cancelled (shutdown) swaps nothing in.
+//! in the new snapshot. A discovery that fails, or that finds no customer at all
+//! when some were known, is a failed poll that keeps every known customer that way:
+//! an empty list is far likelier a fault upstream than a partner without customers.
+//! A poll that is cancelled (shutdown) swaps nothing in.
 //!
 //! [`Poller::poll_once`] is public so tests drive polls without timers; a poll
 //! already running is never started twice.
@@ -180,6 +183,13 @@ impl Poller {
                 return kept_as_failed(previous);
             }
         };
+        if targets.is_empty() && self.selection.discover && !previous.customers.is_empty() {
+            tracing::warn!(
+                known = previous.customers.len(),
+                "customer discovery failed: Partner Center listed no customers although some were known; they keep their last values"
+            );
+            return kept_as_failed(previous);
+        }
 
         let client = &self.client;
         let mut results: Vec<(Target, FetchResult)> = futures::stream::iter(targets)

@@ -408,6 +408,81 @@ async fn discovery_counts_each_customer_once_in_lower_case_and_skips_broken_item
 }
 
 #[tokio::test]
+async fn an_empty_customer_list_after_a_full_one_is_a_failed_discovery() {
+    let sim = simulator(5).await;
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("snapshot.json");
+    let mut flags = sim_flags(&sim, dir.path());
+    flags.extend(["--poll.cache-file".to_owned(), cache.display().to_string()]);
+    let exporter = in_process(&flags).await;
+    assert_eq!(
+        finished(exporter.poller.poll_once().await),
+        ("success".to_owned(), 5, 0)
+    );
+    let before = exporter.metrics().await;
+    for c in sim.customers() {
+        assert!(sim.remove_customer(&c.id));
+    }
+    let servicecosts = sim.stats().servicecosts;
+    assert_eq!(
+        finished(exporter.poller.poll_once().await),
+        ("failure".to_owned(), 5, 5)
+    );
+    assert_eq!(sim.stats().servicecosts, servicecosts);
+    let after = exporter.metrics().await;
+    assert_failed_and_kept(&before, &after, 5, "");
+    assert_eq!(
+        after.get("partnercenter_polls_total", &[("result", "success")]),
+        Some(1.0)
+    );
+    // The cache still holds every customer.
+    let cached = partnercenter_exporter::snapshot::load_cache(&cache)
+        .unwrap()
+        .unwrap();
+    assert_eq!(cached.customers.len(), 5);
+    exporter.stop().await;
+}
+
+#[tokio::test]
+async fn an_empty_customer_list_with_nothing_known_is_a_success() {
+    let (sim, exporter, _dir) = setup(0, &[]).await;
+    assert_eq!(
+        finished(exporter.poller.poll_once().await),
+        ("success".to_owned(), 0, 0)
+    );
+    assert_eq!(sim.stats().customers, 1);
+    let m = exporter.metrics().await;
+    assert_eq!(m.count("partnercenter_customer_info"), 0);
+    assert!(
+        m.get("partnercenter_poll_last_success_timestamp_seconds", &[])
+            .unwrap()
+            > 1e9
+    );
+    exporter.stop().await;
+}
+
+#[tokio::test]
+async fn an_empty_customer_list_after_a_restart_logs_one_line() {
+    let (_sim, before, after, logs) = restart_into_fault(7, |sim| {
+        for c in sim.customers() {
+            sim.remove_customer(&c.id);
+        }
+    })
+    .await;
+    assert_failed_and_kept(&before, &after, 7, &logs);
+    assert_eq!(
+        after.get("partnercenter_polls_total", &[("result", "success")]),
+        Some(0.0)
+    );
+    let lines: Vec<&str> = logs
+        .lines()
+        .filter(|l| l.contains("listed no customers"))
+        .collect();
+    assert_eq!(lines.len(), 1, "{logs}");
+    assert_eq!(field(lines[0], "known").as_deref(), Some("7"));
+}
+
+#[tokio::test]
 async fn a_customer_list_that_loops_fails_discovery_at_once() {
     let (sim, exporter, _dir) = setup(12, &[]).await;
     sim.knobs().set_page_size_cap(5);
