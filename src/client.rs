@@ -11,9 +11,15 @@
 //! [`crate::auth`] describes (a 401 on a token that was itself the renewal after a
 //! 401 in this poll is final); 400, 403 and 404 are never retried. Bodies are read with a size limit and parsed by [`crate::model`].
 //!
+//! Discovery follows the customer list's next links and returns each customer
+//! once, keyed by its tenant GUID in lower case; items without one are skipped. A
+//! list whose next links loop, or that goes on beyond any real size, fails
+//! discovery (kind `paging`) instead of growing without bound.
+//!
 //! The client does not decide what a failure means for the snapshot: that is the
 //! poller's job.
 
+use std::collections::HashSet;
 use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -26,16 +32,19 @@ use http::StatusCode;
 use crate::auth::{transport_kind, AuthError, Authenticator};
 use crate::metrics::{Endpoint, Telemetry};
 use crate::model::{
-    parse_json, parse_service_costs, ApiErrorBody, BodyError, CostLine, CustomersPage,
-    MAX_BODY_BYTES,
+    normalize_customer_id, parse_json, parse_service_costs, ApiErrorBody, BodyError, CostLine,
+    Customer, CustomersPage, Lenient, Link, MAX_BODY_BYTES,
 };
 use crate::retry::{read_body_limited, Backoff, RetryAfter, RetryBudget};
 
 /// Customers asked for per page: Partner Center's maximum (API.md §3).
 pub const PAGE_SIZE: usize = 500;
-/// Pages followed at most: 5 million customers, far beyond any partner; a guard
-/// against a next link that loops.
-const MAX_PAGES: usize = 10_000;
+/// Items read from the customer list at most, over all its pages: far beyond the
+/// largest partner, and a bound on what a list that never ends can cost.
+const MAX_LISTED: usize = 1_000_000;
+/// Pages followed at most: every item of [`MAX_LISTED`] on pages of a fifth of the
+/// size asked for.
+const MAX_PAGES: usize = MAX_LISTED / (PAGE_SIZE / 5);
 
 /// Why a Partner Center call failed.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -56,9 +65,10 @@ pub enum ApiError {
     /// An answer whose body could not be used.
     #[error(transparent)]
     Body(#[from] BodyError),
-    /// The customers list kept pointing at further pages beyond any real size.
-    #[error("customer list paging did not end after {MAX_PAGES} pages")]
-    Paging,
+    /// The customers list is not one a real partner has: its next links loop, or
+    /// it goes on beyond any real size.
+    #[error("customer list paging stopped at page {page}: {reason}")]
+    Paging { page: usize, reason: &'static str },
 }
 
 impl ApiError {
@@ -75,7 +85,7 @@ impl ApiError {
             ApiError::Transport(_) => "transport",
             ApiError::Body(BodyError::TooLarge) => "body_too_large",
             ApiError::Body(_) => "bad_body",
-            ApiError::Paging => "paging",
+            ApiError::Paging { .. } => "paging",
         }
     }
 
@@ -150,34 +160,23 @@ impl PartnerCenterClient {
         }
     }
 
-    /// Every customer of the partner, following `links.next` (API.md §3).
+    /// Every customer of the partner, following `links.next` (API.md §3), each once,
+    /// in the order first listed, with its id in lower case. Items without a
+    /// customer GUID are skipped with one warning for the whole list.
     #[tracing::instrument(skip(self))]
     pub async fn list_customers(&self) -> Result<Vec<DiscoveredCustomer>, ApiError> {
         let mut url = format!("{}/v1/customers?size={PAGE_SIZE}", self.base_url);
         let mut headers: Vec<(String, String)> = Vec::new();
-        let mut customers = Vec::new();
-        for _ in 0..MAX_PAGES {
+        let mut discovery = Discovery::new(MAX_LISTED, MAX_PAGES);
+        loop {
             let body = self.get(Endpoint::Customers, &url, &headers).await?;
             let page: CustomersPage = parse_json(&body)?;
-            for item in page.items {
-                if item.id.is_empty() {
-                    continue;
-                }
-                let profile = item.company_profile.unwrap_or_default();
-                customers.push(DiscoveredCustomer {
-                    id: item.id,
-                    name: profile.company_name.unwrap_or_default(),
-                    domain: profile.domain.unwrap_or_default(),
-                });
-            }
-            let Some(next) = page.links.and_then(|l| l.next) else {
-                tracing::debug!(customers = customers.len(), "customer discovery finished");
-                return Ok(customers);
+            let Some(next) = discovery.add_page(page)? else {
+                return Ok(discovery.finish());
             };
             url = resolve_link(&self.base_url, &next.uri);
             headers = next.headers.into_iter().map(|h| (h.key, h.value)).collect();
         }
-        Err(ApiError::Paging)
     }
 
     /// The customer's `MostRecent` service costs; `None` when Partner Center has no
@@ -309,6 +308,132 @@ impl PartnerCenterClient {
     }
 }
 
+/// Customer discovery in progress: what the pages read so far listed.
+struct Discovery {
+    /// [`MAX_LISTED`] and [`MAX_PAGES`], but for tests.
+    max_listed: usize,
+    max_pages: usize,
+    /// Each customer once, in the order first listed.
+    customers: Vec<DiscoveredCustomer>,
+    /// The ids of `customers` as numbers (a GUID is 128 bits): a million customers
+    /// take 16 MiB here rather than the 80 MiB of their strings.
+    seen: HashSet<u128>,
+    pages: usize,
+    /// Items read, on all pages, whether used or not.
+    listed: usize,
+    /// Items without an id that is a string.
+    without_id: usize,
+    /// Items whose id is not a GUID, and the first such id.
+    not_guid: usize,
+    first_not_guid: Option<String>,
+    /// Items of a customer already listed (on this page or an earlier one).
+    duplicates: usize,
+}
+
+/// Why a customer list is not followed further.
+const LOOPING: &str = "the page adds no customer yet links to a next page (a next link that loops)";
+const TOO_MANY_LISTED: &str = "more customers listed than any partner has";
+const TOO_MANY_PAGES: &str = "more pages than any partner's list has";
+
+impl Discovery {
+    fn new(max_listed: usize, max_pages: usize) -> Discovery {
+        Discovery {
+            max_listed,
+            max_pages,
+            customers: Vec::new(),
+            seen: HashSet::new(),
+            pages: 0,
+            listed: 0,
+            without_id: 0,
+            not_guid: 0,
+            first_not_guid: None,
+            duplicates: 0,
+        }
+    }
+
+    /// Takes in one page; the next page's link, `None` at the end of the list, or
+    /// why the list is not a real one.
+    ///
+    /// A customer listed again is not one more customer (a list that shifts while
+    /// it is read shows one twice); a page that adds no customer and still links to
+    /// a next page is a loop, whatever its continuation token says.
+    fn add_page(&mut self, page: CustomersPage) -> Result<Option<Link>, ApiError> {
+        self.pages = self.pages.saturating_add(1);
+        self.listed = self.listed.saturating_add(page.items.len());
+        let number = self.pages;
+        let stop = |reason| ApiError::Paging {
+            page: number,
+            reason,
+        };
+        if self.listed > self.max_listed {
+            return Err(stop(TOO_MANY_LISTED));
+        }
+        let known = self.customers.len();
+        for item in page.items {
+            self.add_item(item);
+        }
+        let Some(next) = page.links.and_then(|l| l.next) else {
+            return Ok(None);
+        };
+        if self.customers.len() == known {
+            return Err(stop(LOOPING));
+        }
+        if self.pages >= self.max_pages {
+            return Err(stop(TOO_MANY_PAGES));
+        }
+        Ok(Some(next))
+    }
+
+    fn add_item(&mut self, item: Lenient<Customer>) {
+        let Some(item) = item.0 else {
+            self.without_id += 1;
+            return;
+        };
+        let Some(raw) = item.id.0 else {
+            self.without_id += 1;
+            return;
+        };
+        let Some((id, number)) = normalize_customer_id(&raw).and_then(|id| {
+            let number = u128::from_str_radix(&id.replace('-', ""), 16).ok()?;
+            Some((id, number))
+        }) else {
+            self.not_guid += 1;
+            self.first_not_guid
+                .get_or_insert_with(|| raw.chars().take(64).collect());
+            return;
+        };
+        if !self.seen.insert(number) {
+            self.duplicates += 1;
+            return;
+        }
+        let profile = item.company_profile.0.unwrap_or_default();
+        self.customers.push(DiscoveredCustomer {
+            id,
+            name: profile.company_name.0.unwrap_or_default(),
+            domain: profile.domain.0.unwrap_or_default(),
+        });
+    }
+
+    /// The customers found, after one warning for the items skipped, if any.
+    fn finish(self) -> Vec<DiscoveredCustomer> {
+        if self.without_id > 0 || self.not_guid > 0 {
+            tracing::warn!(
+                without_id = self.without_id,
+                not_guid = self.not_guid,
+                example = self.first_not_guid.as_deref().unwrap_or(""),
+                "customer list items skipped: no id, or an id that is not a customer GUID"
+            );
+        }
+        tracing::debug!(
+            customers = self.customers.len(),
+            pages = self.pages,
+            duplicates = self.duplicates,
+            "customer discovery finished"
+        );
+        self.customers
+    }
+}
+
 /// Resolves a `links.next.uri`: absolute URLs on the same base are used as they are;
 /// a path starting with `/v1/` is joined to the base; any other path gets `/v1` in
 /// front (both forms exist, API.md §3 and Partner-Center-PowerShell#379).
@@ -392,6 +517,131 @@ mod tests {
     fn path_segments_are_encoded() {
         assert_eq!(encode_path_segment("ae1d5b32-f9ff"), "ae1d5b32-f9ff");
         assert_eq!(encode_path_segment("a/../b c"), "a%2F..%2Fb%20c");
+    }
+
+    /// A page of these items (JSON), with a next link if `more`.
+    fn page(items: &[&str], more: bool) -> CustomersPage {
+        let next = if more {
+            r#","links":{"next":{"uri":"/v1/customers?size=500&seekOperation=Next","headers":[{"key":"MS-ContinuationToken","value":"t"}]}}"#
+        } else {
+            ""
+        };
+        parse_json(format!(r#"{{"items":[{}]{next}}}"#, items.join(",")).as_bytes()).unwrap()
+    }
+
+    fn item(id: &str, name: &str) -> String {
+        format!(
+            r#"{{"id":"{id}","companyProfile":{{"companyName":"{name}","domain":"{name}.example"}}}}"#
+        )
+    }
+
+    const A: &str = "ae1d5b32-f9ff-4252-b2bf-40e21937a51a";
+    const B: &str = "b44bb1fb-8d9a-4ba7-9a1a-1f2a8a4e7b01";
+    const C: &str = "c0ffee00-0000-4000-8000-000000000001";
+
+    #[test]
+    fn customers_listed_twice_count_once_in_any_case() {
+        let mut discovery = Discovery::new(MAX_LISTED, MAX_PAGES);
+        let first = [item(A, "first"), item(B, "b")];
+        let first: Vec<&str> = first.iter().map(String::as_str).collect();
+        assert!(discovery.add_page(page(&first, true)).unwrap().is_some());
+        // The list shifted while it was read: A again, in upper case, then C.
+        let second = [item(&A.to_ascii_uppercase(), "second"), item(C, "c")];
+        let second: Vec<&str> = second.iter().map(String::as_str).collect();
+        assert!(discovery.add_page(page(&second, false)).unwrap().is_none());
+        let customers = discovery.finish();
+        let found: Vec<(&str, &str)> = customers
+            .iter()
+            .map(|c| (c.id.as_str(), c.name.as_str()))
+            .collect();
+        assert_eq!(found, [(A, "first"), (B, "b"), (C, "c")]);
+        assert_eq!(customers[0].domain, "first.example");
+    }
+
+    #[test]
+    fn ids_are_lower_case_and_items_without_a_guid_are_skipped() {
+        let mut discovery = Discovery::new(MAX_LISTED, MAX_PAGES);
+        let upper = item(&B.to_ascii_uppercase(), "upper");
+        let named = item("contoso.onmicrosoft.com", "domain");
+        let items = [
+            r#"{"companyProfile":{"companyName":"no id"}}"#,
+            r#"{"id":null}"#,
+            r#"{"id":42}"#,
+            r#""not an object""#,
+            upper.as_str(),
+            named.as_str(),
+            r#"{"id":""}"#,
+        ];
+        assert!(discovery.add_page(page(&items, false)).unwrap().is_none());
+        assert_eq!((discovery.without_id, discovery.not_guid), (4, 2));
+        assert_eq!(
+            discovery.first_not_guid.as_deref(),
+            Some("contoso.onmicrosoft.com")
+        );
+        let customers = discovery.finish();
+        assert_eq!(customers.len(), 1);
+        assert_eq!(customers[0].id, B);
+        assert_eq!(customers[0].name, "upper");
+    }
+
+    #[test]
+    fn a_next_link_that_loops_stops_at_the_second_page() {
+        let mut discovery = Discovery::new(MAX_LISTED, MAX_PAGES);
+        let items = [item(A, "a"), item(B, "b")];
+        let items: Vec<&str> = items.iter().map(String::as_str).collect();
+        assert!(discovery.add_page(page(&items, true)).unwrap().is_some());
+        let err = discovery.add_page(page(&items, true)).unwrap_err();
+        assert_eq!(err.kind(), "paging");
+        assert!(
+            matches!(err, ApiError::Paging { page: 2, reason } if reason == LOOPING),
+            "{err}"
+        );
+        // An empty page that links on is the same loop.
+        let mut discovery = Discovery::new(MAX_LISTED, MAX_PAGES);
+        assert!(matches!(
+            discovery.add_page(page(&[], true)),
+            Err(ApiError::Paging { page: 1, .. })
+        ));
+        // An empty last page, or a last page of known customers, is just the end.
+        let mut discovery = Discovery::new(MAX_LISTED, MAX_PAGES);
+        assert!(discovery.add_page(page(&items, true)).unwrap().is_some());
+        assert!(discovery.add_page(page(&items, false)).unwrap().is_none());
+        assert!(discovery.add_page(page(&[], false)).unwrap().is_none());
+        assert_eq!(discovery.finish().len(), 2);
+    }
+
+    #[test]
+    fn items_and_pages_are_bounded() {
+        let items: Vec<String> = (0..5)
+            .map(|i| item(&format!("{i:08}-0000-4000-8000-000000000000"), "x"))
+            .collect();
+        let items: Vec<&str> = items.iter().map(String::as_str).collect();
+        // Each page adds new customers, but the list goes on past the item bound...
+        let mut discovery = Discovery::new(12, 100);
+        let mut outcome = Ok(None);
+        for i in 0..3 {
+            let fresh: Vec<String> = items
+                .iter()
+                .map(|s| s.replace("-0000-4000", &format!("-{i:04}-4000")))
+                .collect();
+            let fresh: Vec<&str> = fresh.iter().map(String::as_str).collect();
+            outcome = discovery.add_page(page(&fresh, true));
+        }
+        assert!(
+            matches!(outcome, Err(ApiError::Paging { page: 3, reason }) if reason == TOO_MANY_LISTED)
+        );
+        // ... or past the page bound.
+        let mut discovery = Discovery::new(MAX_LISTED, 2);
+        let one = item(A, "a");
+        let other = item(B, "b");
+        assert!(discovery
+            .add_page(page(&[one.as_str()], true))
+            .unwrap()
+            .is_some());
+        assert!(matches!(
+            discovery.add_page(page(&[other.as_str()], true)),
+            Err(ApiError::Paging { page: 2, reason }) if reason == TOO_MANY_PAGES
+        ));
     }
 
     #[test]

@@ -129,31 +129,54 @@ pub struct ApiErrorBody {
     pub message: Option<String>,
 }
 
-/// A page of `GET /v1/customers` (API.md §3).
+/// A page of `GET /v1/customers` (API.md §3). Each item is read on its own: an
+/// item of the wrong shape costs that item, not the page.
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct CustomersPage {
     #[serde(default)]
-    pub items: Vec<Customer>,
+    pub items: Vec<Lenient<Customer>>,
     #[serde(default)]
     pub links: Option<CollectionLinks>,
 }
 
+/// A customer list item; the id is the customer's tenant id, a GUID (`None` when
+/// absent, `null` or not a string).
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Customer {
-    pub id: String,
     #[serde(default)]
-    pub company_profile: Option<CompanyProfile>,
+    pub id: Lenient<String>,
+    #[serde(default)]
+    pub company_profile: Lenient<CompanyProfile>,
 }
 
 #[derive(Debug, Deserialize, Default)]
 #[serde(rename_all = "camelCase")]
 pub struct CompanyProfile {
     #[serde(default)]
-    pub domain: Option<String>,
+    pub domain: Lenient<String>,
     #[serde(default)]
-    pub company_name: Option<String>,
+    pub company_name: Lenient<String>,
+}
+
+/// A value that is `None` when the JSON holds anything but a `T` there (absent,
+/// `null`, another type), instead of failing the whole body.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Lenient<T>(pub Option<T>);
+
+impl<T> Default for Lenient<T> {
+    fn default() -> Self {
+        Lenient(None)
+    }
+}
+
+impl<'de, T: DeserializeOwned> Deserialize<'de> for Lenient<T> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        // Any JSON value is accepted here; only malformed JSON fails the body.
+        let value = serde_json::Value::deserialize(deserializer)?;
+        Ok(Lenient(T::deserialize(value).ok()))
+    }
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -569,9 +592,59 @@ mod tests {
         let page: CustomersPage =
             parse_json(include_bytes!("../tests/fixtures/customers-page.json")).unwrap();
         assert_eq!(page.items.len(), 2);
+        let first = page.items[0].0.as_ref().unwrap();
+        assert_eq!(
+            first.id.0.as_deref(),
+            Some("b44bb1fb-8d9a-4ba7-9a1a-1f2a8a4e7b01")
+        );
+        let profile = first.company_profile.0.as_ref().unwrap();
+        assert_eq!(profile.company_name.0.as_deref(), Some("Contoso"));
+        assert_eq!(profile.domain.0.as_deref(), Some("contoso.onmicrosoft.com"));
         let next = page.links.unwrap().next.unwrap();
         assert_eq!(next.uri, "/v1/customers?size=2&seekOperation=Next");
         assert_eq!(next.headers[0].key, "MS-ContinuationToken");
+    }
+
+    #[test]
+    fn a_broken_customer_item_costs_only_that_item() {
+        let page: CustomersPage = parse_json(
+            br#"{"items":[
+                {"companyProfile":{"companyName":"No id"}},
+                {"id":null},
+                {"id":42,"companyProfile":{"companyName":"Numeric id"}},
+                {"id":["x"]},
+                "not an object",
+                null,
+                {"id":"ae1d5b32-f9ff-4252-b2bf-40e21937a51a","companyProfile":"not an object"},
+                {"id":"b44bb1fb-8d9a-4ba7-9a1a-1f2a8a4e7b01","companyProfile":{"companyName":7,"domain":"d.example"}}
+            ],"links":{"next":{"uri":"/v1/customers?seekOperation=Next"}}}"#,
+        )
+        .unwrap();
+        let ids: Vec<Option<&str>> = page
+            .items
+            .iter()
+            .map(|item| item.0.as_ref().and_then(|c| c.id.0.as_deref()))
+            .collect();
+        assert_eq!(
+            ids,
+            [
+                None,
+                None,
+                None,
+                None,
+                None,
+                None,
+                Some("ae1d5b32-f9ff-4252-b2bf-40e21937a51a"),
+                Some("b44bb1fb-8d9a-4ba7-9a1a-1f2a8a4e7b01"),
+            ]
+        );
+        let last = page.items[7].0.as_ref().unwrap();
+        let profile = last.company_profile.0.as_ref().unwrap();
+        assert_eq!(profile.company_name.0, None);
+        assert_eq!(profile.domain.0.as_deref(), Some("d.example"));
+        assert!(page.links.unwrap().next.is_some());
+        // Broken JSON is still a broken body.
+        assert!(parse_json::<CustomersPage>(br#"{"items":[{"id":"a"}"#).is_err());
     }
 
     #[test]

@@ -5,12 +5,15 @@
 //! and builds a complete new [`Snapshot`] that is swapped in at the end, together
 //! with its pre-encoded [`Exposition`]. A customer whose fetch failed keeps its last
 //! good values with `fetch_success` 0; a customer no longer monitored is simply not
-//! in the new snapshot. A poll that is cancelled (shutdown) swaps nothing in.
+//! in the new snapshot. A discovery that fails, or that finds no customer at all
+//! when some were known, is a failed poll that keeps every known customer that way:
+//! an empty list is far likelier a fault upstream than a partner without customers.
+//! A poll that is cancelled (shutdown) swaps nothing in.
 //!
 //! [`Poller::poll_once`] is public so tests drive polls without timers; a poll
 //! already running is never started twice.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
@@ -177,16 +180,16 @@ impl Poller {
             Ok(t) => t,
             Err(err) => {
                 self.log_failure("customer discovery failed", &err);
-                // Without the list the customers are unknown: keep every known one,
-                // with its last values, marked as failed.
-                let mut kept = previous.clone();
-                for c in &mut kept.customers {
-                    c.fetch_success = false;
-                }
-                let failed = kept.customers.len();
-                return (kept, PollResult::Failure, failed);
+                return kept_as_failed(previous);
             }
         };
+        if targets.is_empty() && self.selection.discover && !previous.customers.is_empty() {
+            tracing::warn!(
+                known = previous.customers.len(),
+                "customer discovery failed: Partner Center listed no customers although some were known; they keep their last values"
+            );
+            return kept_as_failed(previous);
+        }
 
         let client = &self.client;
         let mut results: Vec<(Target, FetchResult)> = futures::stream::iter(targets)
@@ -249,8 +252,15 @@ impl Poller {
         )
     }
 
-    /// The customers to fetch this poll, with names, domains and budgets.
+    /// The customers to fetch this poll, each once, with names, domains and budgets.
     async fn targets(&self) -> Result<Vec<Target>, ApiError> {
+        let mut targets = self.all_targets().await?;
+        let mut seen = HashSet::with_capacity(targets.len());
+        targets.retain(|t| seen.insert(t.id.clone()));
+        Ok(targets)
+    }
+
+    async fn all_targets(&self) -> Result<Vec<Target>, ApiError> {
         let overrides: HashMap<String, &crate::config::CustomerConfig> = self
             .selection
             .customers
@@ -282,9 +292,10 @@ impl Poller {
             .customers
             .iter()
             .map(|c| {
-                let found = names.remove(&c.id.to_ascii_lowercase());
+                let id = c.id.to_ascii_lowercase();
+                let found = names.remove(&id);
                 let base = found.unwrap_or_else(|| DiscoveredCustomer {
-                    id: c.id.clone(),
+                    id,
                     name: String::new(),
                     domain: String::new(),
                 });
@@ -319,6 +330,17 @@ impl Poller {
             Err(err) => tracing::warn!(error = %err, "cache writer failed"),
         }
     }
+}
+
+/// Without the customer list the customers are unknown: every known one is kept,
+/// with its last values, marked as failed.
+fn kept_as_failed(previous: &Snapshot) -> (Snapshot, PollResult, usize) {
+    let mut kept = previous.clone();
+    for c in &mut kept.customers {
+        c.fetch_success = false;
+    }
+    let failed = kept.customers.len();
+    (kept, PollResult::Failure, failed)
 }
 
 fn d_key(d: &DiscoveredCustomer) -> String {

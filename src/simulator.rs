@@ -252,6 +252,9 @@ struct KnobState {
     status: HashMap<String, u16>,
     status_all: Option<u16>,
     bodies: HashMap<String, Arc<str>>,
+    extra_items: Arc<[Value]>,
+    looping_pages: bool,
+    loop_nonce: u64,
     bom: bool,
     token_fault: TokenFault,
     access_token_lifetime: Duration,
@@ -339,6 +342,9 @@ impl Knobs {
                 status: HashMap::new(),
                 status_all: None,
                 bodies: HashMap::new(),
+                extra_items: Arc::from([]),
+                looping_pages: false,
+                loop_nonce: 0,
                 bom: false,
                 token_fault: TokenFault::None,
                 access_token_lifetime: config.access_token_lifetime,
@@ -432,6 +438,18 @@ impl Knobs {
         };
     }
 
+    /// Items added, as given, at the end of every page of `GET /v1/customers`: items
+    /// without an id, ids of the wrong type or case, customers listed twice.
+    pub fn set_extra_customer_items(&self, items: Vec<Value>) {
+        self.state().extra_items = Arc::from(items);
+    }
+
+    /// Every page of `GET /v1/customers` links to a next page that is the same page
+    /// again, under a fresh continuation token each time: a list that never ends.
+    pub fn set_looping_customer_pages(&self, on: bool) {
+        self.state().looping_pages = on;
+    }
+
     /// Prefixes every JSON body (token and Partner Center) with a UTF-8 BOM.
     pub fn set_bom(&self, on: bool) {
         self.state().bom = on;
@@ -475,6 +493,19 @@ impl Knobs {
 
     fn bom(&self) -> bool {
         self.state().bom
+    }
+
+    fn extra_customer_items(&self) -> Arc<[Value]> {
+        Arc::clone(&self.state().extra_items)
+    }
+
+    /// A fresh number for a looping page's continuation token, if pages loop.
+    fn loop_nonce(&self) -> Option<u64> {
+        let mut state = self.state();
+        state.looping_pages.then(|| {
+            state.loop_nonce = state.loop_nonce.wrapping_add(1);
+            state.loop_nonce
+        })
     }
 
     fn token_fault(&self) -> TokenFault {
@@ -868,16 +899,24 @@ impl Shared {
 
     // --- continuation tokens: the offset, masked, behind a per-simulator salt ---
 
-    fn continuation_token(&self, offset: usize) -> String {
+    /// A token for `offset`; with a nonce, one that no other token equals.
+    fn continuation_token(&self, offset: usize, nonce: Option<u64>) -> String {
         let mut bytes = self.salt.to_be_bytes().to_vec();
         bytes.extend_from_slice(&((offset as u64) ^ self.offset_mask()).to_be_bytes());
+        if let Some(nonce) = nonce {
+            bytes.extend_from_slice(&nonce.to_be_bytes());
+        }
         base64(&bytes, B64_STD, true)
     }
 
     fn parse_continuation(&self, token: &str) -> Option<usize> {
         let bytes = base64_decode(token.trim())?;
-        let (salt, offset) = bytes.split_at_checked(8)?;
+        let (salt, rest) = bytes.split_at_checked(8)?;
         if salt != self.salt.to_be_bytes() {
+            return None;
+        }
+        let (offset, nonce) = rest.split_at_checked(8)?;
+        if !(nonce.is_empty() || nonce.len() == 8) {
             return None;
         }
         let offset = u64::from_be_bytes(offset.try_into().ok()?) ^ self.offset_mask();
@@ -1687,7 +1726,7 @@ impl Link {
 #[serde(rename_all = "camelCase")]
 struct CustomersPage<'a> {
     total_count: usize,
-    items: Vec<CustomerItem<'a>>,
+    items: Vec<PageItem<'a>>,
     links: PageLinks,
     attributes: Attributes,
 }
@@ -1698,6 +1737,14 @@ struct PageLinks {
     self_link: Link,
     #[serde(skip_serializing_if = "Option::is_none")]
     next: Option<Link>,
+}
+
+/// An item of a customers page: a customer, or what `set_extra_customer_items` adds.
+#[derive(Serialize)]
+#[serde(untagged)]
+enum PageItem<'a> {
+    Customer(CustomerItem<'a>),
+    Raw(&'a Value),
 }
 
 #[derive(Serialize)]
@@ -1771,6 +1818,11 @@ fn customers(shared: &Shared, headers: &HeaderMap, query: Option<&str>) -> Respo
         let end = offset.saturating_add(size).min(total);
         (state.customers[start..end].to_vec(), end, end < total)
     };
+    // A looping list links back to this very page, under a token never sent before.
+    let (next_offset, nonce, more) = match shared.knobs.loop_nonce() {
+        Some(nonce) => (offset, Some(nonce), true),
+        None => (end, None, more),
+    };
 
     let self_uri = if next {
         format!("/v1/customers?size={size}&seekOperation=Next")
@@ -1788,28 +1840,32 @@ fn customers(shared: &Shared, headers: &HeaderMap, query: Option<&str>) -> Respo
             method: "GET",
             headers: vec![LinkHeader {
                 key: "MS-ContinuationToken",
-                value: shared.continuation_token(end),
+                value: shared.continuation_token(next_offset, nonce),
             }],
         }
     });
-    let items: Vec<CustomerItem<'_>> = page
+    let extra = shared.knobs.extra_customer_items();
+    let items: Vec<PageItem<'_>> = page
         .iter()
-        .map(|entry| CustomerItem {
-            id: &entry.customer.id,
-            commerce_id: &entry.customer.id,
-            company_profile: CompanyProfile {
-                tenant_id: &entry.customer.id,
-                domain: &entry.customer.domain,
-                company_name: &entry.customer.name,
-                attributes: Attributes {
-                    object_type: "CustomerCompanyProfile",
+        .map(|entry| {
+            PageItem::Customer(CustomerItem {
+                id: &entry.customer.id,
+                commerce_id: &entry.customer.id,
+                company_profile: CompanyProfile {
+                    tenant_id: &entry.customer.id,
+                    domain: &entry.customer.domain,
+                    company_name: &entry.customer.name,
+                    attributes: Attributes {
+                        object_type: "CustomerCompanyProfile",
+                    },
                 },
-            },
-            relationship_to_partner: "reseller",
-            attributes: Attributes {
-                object_type: "Customer",
-            },
+                relationship_to_partner: "reseller",
+                attributes: Attributes {
+                    object_type: "Customer",
+                },
+            })
         })
+        .chain(extra.iter().map(PageItem::Raw))
         .collect();
     shared.json(
         StatusCode::OK,
@@ -3092,7 +3148,7 @@ mod tests {
             .unwrap()
             .contains("MS-ContinuationToken"));
 
-        let foreign = other.shared.continuation_token(10);
+        let foreign = other.shared.continuation_token(10, None);
         for bad in ["garbage!", "AAAAAAAAAAAAAA==", foreign.as_str()] {
             let resp = client
                 .get(&url)
@@ -3103,7 +3159,7 @@ mod tests {
                 .unwrap();
             assert_eq!(resp.status(), 400, "{bad}");
         }
-        let good = sim.shared.continuation_token(20);
+        let good = sim.shared.continuation_token(20, None);
         let resp = client
             .get(&url)
             .bearer_auth(&token)
@@ -3115,6 +3171,58 @@ mod tests {
         let page: Value = resp.json().await.unwrap();
         assert_eq!(page["totalCount"], 5);
         assert!(page["links"].get("next").is_none());
+    }
+
+    #[tokio::test]
+    async fn looping_pages_extra_items_and_given_bodies() {
+        let sim = start().await;
+        let client = client();
+        let token = user_token(&sim, &client).await;
+        sim.knobs()
+            .set_extra_customer_items(vec![serde_json::json!({"id": null}), Value::from(7)]);
+        sim.knobs().set_looping_customer_pages(true);
+        let url = format!("{}/v1/customers?size=10", sim.url());
+        let first: Value = get(&client, &url, &token).await.json().await.unwrap();
+        let items = first["items"].as_array().unwrap();
+        assert_eq!(items.len(), 12);
+        assert_eq!(items[10], serde_json::json!({"id": null}));
+        assert_eq!(items[11], 7);
+        let mut tokens = HashSet::new();
+        let mut next = first["links"]["next"].clone();
+        for _ in 0..3 {
+            let value = next["headers"][0]["value"].as_str().unwrap().to_owned();
+            assert!(tokens.insert(value.clone()), "a fresh token each time");
+            let page: Value = client
+                .get(format!("{}{}", sim.url(), next["uri"].as_str().unwrap()))
+                .bearer_auth(&token)
+                .header("MS-ContinuationToken", value)
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            assert_eq!(page["items"], first["items"], "the same page again");
+            next = page["links"]["next"].clone();
+        }
+        sim.knobs().set_looping_customer_pages(false);
+        sim.knobs().set_extra_customer_items(Vec::new());
+        let (ids, _) = crawl(&sim, &client, &token).await;
+        assert_eq!(ids.len(), 25);
+
+        let id = generated(&sim).id;
+        sim.knobs()
+            .set_service_costs_body(&id.to_ascii_uppercase(), Some(r#"{"details":[]}"#));
+        let resp = get(&client, &costs_url(&sim, &id), &token).await;
+        assert_eq!(resp.status(), 200);
+        assert_eq!(resp.text().await.unwrap(), r#"{"details":[]}"#);
+        sim.knobs().set_service_costs_body(&id, None);
+        let body: Value = get(&client, &costs_url(&sim, &id), &token)
+            .await
+            .json()
+            .await
+            .unwrap();
+        assert!(body["details"].as_array().is_some_and(|d| !d.is_empty()));
     }
 
     #[tokio::test]
@@ -3700,10 +3808,12 @@ mod tests {
             ..SimulatorConfig::default()
         });
         for offset in [0, 10, 500, usize::MAX] {
-            let token = shared.continuation_token(offset);
+            let token = shared.continuation_token(offset, None);
+            assert_eq!(shared.parse_continuation(&token), Some(offset));
+            let token = shared.continuation_token(offset, Some(7));
             assert_eq!(shared.parse_continuation(&token), Some(offset));
         }
-        let token = shared.continuation_token(10);
+        let token = shared.continuation_token(10, None);
         let mut tampered = token.into_bytes();
         tampered[2] = if tampered[2] == b'A' { b'B' } else { b'A' };
         assert_eq!(

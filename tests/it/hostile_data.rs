@@ -252,3 +252,282 @@ async fn dates_with_offsets_before_1970_or_none_are_read() {
     );
     exporter.stop().await;
 }
+
+/// Runs the binary once on a fresh cache file, then applies `fault` and runs it
+/// again on that cache until its first poll has finished. Returns the simulator,
+/// the metrics of both runs, and the second run's logs.
+async fn restart_into_fault(
+    customers: usize,
+    fault: impl FnOnce(&Simulator),
+) -> (Simulator, Metrics, Metrics, String) {
+    let sim = simulator(customers).await;
+    sim.knobs().set_page_size_cap(5);
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("snapshot.json");
+    let mut flags = sim_flags(&sim, dir.path());
+    flags.extend(["--poll.cache-file".to_owned(), cache.display().to_string()]);
+    let before = {
+        let mut exporter = Exporter::spawn(&flags);
+        let m = exporter.wait_for_polls(1.0).await;
+        assert_eq!(exporter.terminate(), Some(0));
+        m
+    };
+    fault(&sim);
+    let mut exporter = Exporter::spawn(&flags);
+    let after = exporter.wait_for_polls(1.0).await;
+    assert_eq!(exporter.terminate(), Some(0));
+    let logs = exporter.logs();
+    (sim, before, after, logs)
+}
+
+/// The second run's poll failed and served the first run's data, every customer
+/// marked failed.
+fn assert_failed_and_kept(before: &Metrics, after: &Metrics, customers: usize, logs: &str) {
+    assert_eq!(
+        after.get("partnercenter_polls_total", &[("result", "failure")]),
+        Some(1.0),
+        "{logs}"
+    );
+    assert_eq!(after.count("partnercenter_customer_info"), customers);
+    assert_eq!(after.sum("partnercenter_customer_fetch_success"), 0.0);
+    let money = |m: &Metrics| -> Vec<String> {
+        m.cost_series()
+            .into_iter()
+            .filter(|s| !s.starts_with("partnercenter_customer_last_success"))
+            .collect()
+    };
+    assert!(!money(before).is_empty());
+    assert_eq!(money(after), money(before), "the last good data is kept");
+    assert_eq!(
+        after.get("partnercenter_poll_last_success_timestamp_seconds", &[]),
+        before.get("partnercenter_poll_last_success_timestamp_seconds", &[]),
+        "the staleness alert sees the age of the data"
+    );
+}
+
+#[tokio::test]
+async fn discovery_counts_each_customer_once_in_lower_case_and_skips_broken_items() {
+    let sim = simulator(12).await;
+    sim.knobs().set_page_size_cap(5); // three pages
+    let customers = sim.customers();
+    // One customer listed with its id in upper case.
+    let shouting = customers[3].clone();
+    sim.add_customer(partnercenter_exporter::simulator::SimCustomer {
+        id: shouting.id.to_ascii_uppercase(),
+        ..shouting.clone()
+    });
+    // A failing customer listed again on every page, and junk on every page.
+    let victim = customers[1].clone();
+    sim.knobs().set_status(&victim.id, Some(403));
+    sim.knobs().set_extra_customer_items(vec![
+        serde_json::json!({"id": victim.id.to_ascii_uppercase(), "companyProfile": {"companyName": "Impostor"}}),
+        serde_json::json!({"id": "AE1D5B32-f9ff-4252-B2BF-40e21937a51a"}),
+        serde_json::json!({"companyProfile": {"companyName": "No id"}}),
+        serde_json::json!({"id": null}),
+        serde_json::json!({"id": 42}),
+        serde_json::json!({"id": "contoso.onmicrosoft.com"}),
+    ]);
+    let dir = tempfile::tempdir().unwrap();
+    let exporter = Exporter::spawn(&sim_flags(&sim, dir.path()));
+    let m = exporter.wait_for_polls(1.0).await;
+    let logs = exporter.logs();
+
+    assert_eq!(
+        m.get("partnercenter_polls_total", &[("result", "partial")]),
+        Some(1.0),
+        "the junk did not fail discovery: {logs}"
+    );
+    let stats = sim.stats();
+    assert_eq!(stats.customers, 3);
+    assert_eq!(stats.servicecosts, 12, "each customer fetched once");
+    let logged: Vec<&str> = logs
+        .lines()
+        .filter(|l| l.contains("customers failed"))
+        .collect();
+    assert_eq!(logged.len(), 1, "{logs}");
+    assert!(logged[0].contains("1 of 12 customers failed"), "{logs}");
+
+    assert_unique_series(&m.text);
+    let ids: Vec<&String> = m
+        .matching("partnercenter_customer_info", &[])
+        .map(|s| &s.1["customer_id"])
+        .collect();
+    assert_eq!(ids.len(), 12);
+    assert!(
+        ids.iter().all(|id| id
+            .chars()
+            .all(|c| c == '-' || c.is_ascii_digit() || c.is_ascii_lowercase())),
+        "{ids:?}"
+    );
+    for id in [DOCUMENTED_ID, shouting.id.as_str()] {
+        assert_eq!(
+            m.get(
+                "partnercenter_customer_fetch_success",
+                &[("customer_id", id)]
+            ),
+            Some(1.0),
+            "{id}"
+        );
+    }
+    assert_eq!(
+        m.get(
+            "partnercenter_service_costs_after_tax",
+            &[("customer_id", DOCUMENTED_ID), ("invoice_type", "OneTime")]
+        ),
+        Some(2.2),
+        "the documented customer keeps its series exactly"
+    );
+    // The first listing of a customer is the one kept.
+    assert_eq!(
+        m.get(
+            "partnercenter_customer_info",
+            &[("customer_id", &victim.id), ("customer_name", &victim.name)]
+        ),
+        Some(1.0)
+    );
+    assert_eq!(
+        m.get(
+            "partnercenter_customer_fetch_success",
+            &[("customer_id", &victim.id)]
+        ),
+        Some(0.0)
+    );
+
+    // One warning for the poll, not one per item.
+    let skipped: Vec<&str> = logs
+        .lines()
+        .filter(|l| l.contains("customer list items skipped"))
+        .collect();
+    assert_eq!(skipped.len(), 1, "{logs}");
+    assert_eq!(field(skipped[0], "without_id").as_deref(), Some("9"));
+    assert_eq!(field(skipped[0], "not_guid").as_deref(), Some("3"));
+    assert_eq!(
+        field(skipped[0], "example").as_deref(),
+        Some("contoso.onmicrosoft.com")
+    );
+}
+
+#[tokio::test]
+async fn an_empty_customer_list_after_a_full_one_is_a_failed_discovery() {
+    let sim = simulator(5).await;
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("snapshot.json");
+    let mut flags = sim_flags(&sim, dir.path());
+    flags.extend(["--poll.cache-file".to_owned(), cache.display().to_string()]);
+    let exporter = in_process(&flags).await;
+    assert_eq!(
+        finished(exporter.poller.poll_once().await),
+        ("success".to_owned(), 5, 0)
+    );
+    let before = exporter.metrics().await;
+    for c in sim.customers() {
+        assert!(sim.remove_customer(&c.id));
+    }
+    let servicecosts = sim.stats().servicecosts;
+    assert_eq!(
+        finished(exporter.poller.poll_once().await),
+        ("failure".to_owned(), 5, 5)
+    );
+    assert_eq!(sim.stats().servicecosts, servicecosts);
+    let after = exporter.metrics().await;
+    assert_failed_and_kept(&before, &after, 5, "");
+    assert_eq!(
+        after.get("partnercenter_polls_total", &[("result", "success")]),
+        Some(1.0)
+    );
+    // The cache still holds every customer.
+    let cached = partnercenter_exporter::snapshot::load_cache(&cache)
+        .unwrap()
+        .unwrap();
+    assert_eq!(cached.customers.len(), 5);
+    exporter.stop().await;
+}
+
+#[tokio::test]
+async fn an_empty_customer_list_with_nothing_known_is_a_success() {
+    let (sim, exporter, _dir) = setup(0, &[]).await;
+    assert_eq!(
+        finished(exporter.poller.poll_once().await),
+        ("success".to_owned(), 0, 0)
+    );
+    assert_eq!(sim.stats().customers, 1);
+    let m = exporter.metrics().await;
+    assert_eq!(m.count("partnercenter_customer_info"), 0);
+    assert!(
+        m.get("partnercenter_poll_last_success_timestamp_seconds", &[])
+            .unwrap()
+            > 1e9
+    );
+    exporter.stop().await;
+}
+
+#[tokio::test]
+async fn an_empty_customer_list_after_a_restart_logs_one_line() {
+    let (_sim, before, after, logs) = restart_into_fault(7, |sim| {
+        for c in sim.customers() {
+            sim.remove_customer(&c.id);
+        }
+    })
+    .await;
+    assert_failed_and_kept(&before, &after, 7, &logs);
+    assert_eq!(
+        after.get("partnercenter_polls_total", &[("result", "success")]),
+        Some(0.0)
+    );
+    let lines: Vec<&str> = logs
+        .lines()
+        .filter(|l| l.contains("listed no customers"))
+        .collect();
+    assert_eq!(lines.len(), 1, "{logs}");
+    assert_eq!(field(lines[0], "known").as_deref(), Some("7"));
+}
+
+#[tokio::test]
+async fn a_customer_list_that_loops_fails_discovery_at_once() {
+    let (sim, exporter, _dir) = setup(12, &[]).await;
+    sim.knobs().set_page_size_cap(5);
+    assert_eq!(
+        finished(exporter.poller.poll_once().await),
+        ("success".to_owned(), 12, 0)
+    );
+    let before = exporter.metrics().await;
+    let stats = sim.stats();
+    assert_eq!(stats.customers, 3);
+    sim.knobs().set_looping_customer_pages(true);
+    assert_eq!(
+        finished(exporter.poller.poll_once().await),
+        ("failure".to_owned(), 12, 12)
+    );
+    let requests = sim.stats().customers - stats.customers;
+    assert!(
+        (2..=3).contains(&requests),
+        "{requests} customers requests for a list that never ends"
+    );
+    assert_eq!(sim.stats().servicecosts, stats.servicecosts);
+    let after = exporter.metrics().await;
+    assert_failed_and_kept(&before, &after, 12, "");
+    // Once the list ends again, so does the failure.
+    sim.knobs().set_looping_customer_pages(false);
+    assert_eq!(
+        finished(exporter.poller.poll_once().await),
+        ("success".to_owned(), 12, 0)
+    );
+    exporter.stop().await;
+}
+
+#[tokio::test]
+async fn a_customer_list_that_loops_logs_one_paging_line() {
+    let (sim, before, after, logs) =
+        restart_into_fault(12, |sim| sim.knobs().set_looping_customer_pages(true)).await;
+    assert_failed_and_kept(&before, &after, 12, &logs);
+    assert_eq!(
+        after.get("partnercenter_polls_total", &[("result", "success")]),
+        Some(0.0)
+    );
+    // Three pages for the first run, at most three for the second.
+    assert!(sim.stats().customers <= 3 + 3, "{:?}", sim.stats());
+    let lines: Vec<&str> = logs.lines().filter(|l| l.contains("kind=paging")).collect();
+    assert_eq!(lines.len(), 1, "{logs}");
+    assert!(lines[0].contains("customer discovery failed"), "{logs}");
+    assert!(lines[0].contains("loops"), "{logs}");
+}
