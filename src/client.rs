@@ -158,9 +158,9 @@ impl PartnerCenterClient {
         }
     }
 
-    /// Every customer of the partner, following `links.next` (API.md §3), each once,
-    /// in the order first listed, with its id in lower case. Items without a
-    /// customer GUID are skipped with one warning for the whole list.
+    /// Every customer of the partner, following `links.next` until a page has none:
+    /// each once, in the order first listed, with its id in lower case. Items
+    /// without a customer GUID are skipped with one warning for the whole list.
     #[tracing::instrument(skip(self))]
     pub async fn list_customers(&self) -> Result<Vec<DiscoveredCustomer>, ApiError> {
         let mut url = format!("{}/v1/customers?size={PAGE_SIZE}", self.base_url);

@@ -132,8 +132,8 @@ pub struct ApiErrorBody {
     pub message: Option<String>,
 }
 
-/// A page of `GET /v1/customers` (API.md §3). Each item is read on its own: an
-/// item of the wrong shape costs that item, not the page.
+/// A page of `GET /v1/customers` (at most 500 items). Each item is read on its
+/// own: an item of the wrong shape costs that item, not the page.
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct CustomersPage {
