@@ -160,9 +160,9 @@ impl PartnerCenterClient {
         }
     }
 
-    /// Every customer of the partner, following `links.next` (API.md §3), each once,
-    /// in the order first listed, with its id in lower case. Items without a
-    /// customer GUID are skipped with one warning for the whole list.
+    /// Every customer of the partner, following `links.next` until a page has none:
+    /// each once, in the order first listed, with its id in lower case. Items
+    /// without a customer GUID are skipped with one warning for the whole list.
     #[tracing::instrument(skip(self))]
     pub async fn list_customers(&self) -> Result<Vec<DiscoveredCustomer>, ApiError> {
         let mut url = format!("{}/v1/customers?size={PAGE_SIZE}", self.base_url);
@@ -321,7 +321,7 @@ struct Discovery {
     pages: usize,
     /// Items read, on all pages, whether used or not.
     listed: usize,
-    /// Items without an id that is a string.
+    /// Items without an id that is a non-empty string.
     without_id: usize,
     /// Items whose id is not a GUID, and the first such id.
     not_guid: usize,
@@ -389,7 +389,7 @@ impl Discovery {
             self.without_id += 1;
             return;
         };
-        let Some(raw) = item.id.0 else {
+        let Some(raw) = item.id.0.filter(|id| !id.trim().is_empty()) else {
             self.without_id += 1;
             return;
         };
@@ -573,7 +573,7 @@ mod tests {
             r#"{"id":""}"#,
         ];
         assert!(discovery.add_page(page(&items, false)).unwrap().is_none());
-        assert_eq!((discovery.without_id, discovery.not_guid), (4, 2));
+        assert_eq!((discovery.without_id, discovery.not_guid), (5, 1));
         assert_eq!(
             discovery.first_not_guid.as_deref(),
             Some("contoso.onmicrosoft.com")

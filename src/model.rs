@@ -4,8 +4,11 @@
 //! This module owns every `serde` shape the exporter reads from the network and the
 //! rules for tolerating what the services actually send (API.md §1f, §2, §3, §4): a
 //! leading UTF-8 BOM, numbers as strings or JSON numbers, integer or float amounts,
-//! 7-digit fractional timestamps, unknown fields, and optional everything. It does no
-//! I/O and never panics on input: every parser returns a [`BodyError`].
+//! timestamps with 7-digit fractions, UTC offsets, dates before 1970 and .NET's
+//! "none" date, customer list items of the wrong shape (each costs only itself),
+//! details repeated for one invoice type and currency (merged), unknown fields, and
+//! optional everything. It does no I/O and never panics on input: every parser
+//! returns a [`BodyError`].
 
 use std::collections::hash_map::Entry;
 use std::collections::HashMap;
@@ -129,8 +132,8 @@ pub struct ApiErrorBody {
     pub message: Option<String>,
 }
 
-/// A page of `GET /v1/customers` (API.md §3). Each item is read on its own: an
-/// item of the wrong shape costs that item, not the page.
+/// A page of `GET /v1/customers` (at most 500 items). Each item is read on its
+/// own: an item of the wrong shape costs that item, not the page.
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct CustomersPage {
