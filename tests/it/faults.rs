@@ -6,30 +6,14 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use partnercenter_exporter::poller::PollOutcome;
-use partnercenter_exporter::simulator::{Simulator, TokenFault};
+use partnercenter_exporter::simulator::TokenFault;
 
 use crate::helpers::*;
-
-async fn setup(customers: usize, extra: &[&str]) -> (Simulator, InProcess, tempfile::TempDir) {
-    let sim = simulator(customers).await;
-    let dir = tempfile::tempdir().unwrap();
-    let mut flags = sim_flags(&sim, dir.path());
-    flags.extend(extra.iter().map(|s| s.to_string()));
-    let exporter = in_process(&flags).await;
-    (sim, exporter, dir)
-}
 
 fn after_tax_by_customer(m: &Metrics) -> BTreeMap<String, f64> {
     m.matching("partnercenter_service_costs_after_tax", &[])
         .map(|(_, l, v)| (format!("{}/{}", l["customer_id"], l["invoice_type"]), *v))
         .collect()
-}
-
-fn finished(outcome: PollOutcome) -> (String, usize) {
-    match outcome {
-        PollOutcome::Finished { result, failed, .. } => (result.as_str().to_owned(), failed),
-        PollOutcome::AlreadyRunning => panic!("poll did not run"),
-    }
 }
 
 #[tokio::test]

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use clap::Parser;
 use partnercenter_exporter::app::Application;
 use partnercenter_exporter::config::{Config, Flags, SecretEnv};
-use partnercenter_exporter::poller::Poller;
+use partnercenter_exporter::poller::{PollOutcome, Poller};
 use partnercenter_exporter::retry::Backoff;
 use partnercenter_exporter::simulator::{Simulator, SimulatorConfig};
 use tokio_util::sync::CancellationToken;
@@ -233,6 +233,25 @@ pub fn field(line: &str, key: &str) -> Option<String> {
         rest.split(' ').next()?
     };
     Some(value.to_owned())
+}
+
+/// The simulator with `customers` customers and an in-process exporter on it, with
+/// `extra` flags; the directory holds the exporter's secret and state files.
+pub async fn setup(customers: usize, extra: &[&str]) -> (Simulator, InProcess, tempfile::TempDir) {
+    let sim = simulator(customers).await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut flags = sim_flags(&sim, dir.path());
+    flags.extend(extra.iter().map(|s| s.to_string()));
+    let exporter = in_process(&flags).await;
+    (sim, exporter, dir)
+}
+
+/// A finished poll's result and number of failed customers.
+pub fn finished(outcome: PollOutcome) -> (String, usize) {
+    match outcome {
+        PollOutcome::Finished { result, failed, .. } => (result.as_str().to_owned(), failed),
+        PollOutcome::AlreadyRunning => panic!("poll did not run"),
+    }
 }
 
 /// An exporter in this process, with short retry waits, serving without a

@@ -6,29 +6,12 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use partnercenter_exporter::poller::PollOutcome;
 use partnercenter_exporter::simulator::Simulator;
 use serde_json::Value;
 
 use crate::helpers::*;
 
 const BOM: &[u8] = b"\xEF\xBB\xBF";
-
-async fn setup(customers: usize, extra: &[&str]) -> (Simulator, InProcess, tempfile::TempDir) {
-    let sim = simulator(customers).await;
-    let dir = tempfile::tempdir().unwrap();
-    let mut flags = sim_flags(&sim, dir.path());
-    flags.extend(extra.iter().map(|s| s.to_string()));
-    let exporter = in_process(&flags).await;
-    (sim, exporter, dir)
-}
-
-fn finished(outcome: PollOutcome) -> (String, usize) {
-    match outcome {
-        PollOutcome::Finished { result, failed, .. } => (result.as_str().to_owned(), failed),
-        PollOutcome::AlreadyRunning => panic!("poll did not run"),
-    }
-}
 
 fn read_token(path: &Path) -> String {
     std::fs::read_to_string(path).unwrap()

@@ -10,18 +10,7 @@ use partnercenter_exporter::simulator::Simulator;
 
 use crate::helpers::*;
 
-/// The simulator with `customers` customers and an in-process exporter on it, with
-/// `extra` flags.
-async fn setup(customers: usize, extra: &[&str]) -> (Simulator, InProcess, tempfile::TempDir) {
-    let sim = simulator(customers).await;
-    let dir = tempfile::tempdir().unwrap();
-    let mut flags = sim_flags(&sim, dir.path());
-    flags.extend(extra.iter().map(|s| s.to_string()));
-    let exporter = in_process(&flags).await;
-    (sim, exporter, dir)
-}
-
-fn finished(outcome: PollOutcome) -> (String, usize, usize) {
+fn finished_counts(outcome: PollOutcome) -> (String, usize, usize) {
     match outcome {
         PollOutcome::Finished {
             result,
@@ -122,7 +111,7 @@ async fn duplicate_details_and_currencies_give_one_sample_per_series() {
             ),
         ])),
     );
-    let (result, _, failed) = finished(exporter.poller.poll_once().await);
+    let (result, _, failed) = finished_counts(exporter.poller.poll_once().await);
     assert_eq!((result.as_str(), failed), ("success", 0));
     let m = exporter.metrics().await;
     assert_unique_series(&m.text);
@@ -219,7 +208,7 @@ async fn dates_with_offsets_before_1970_or_none_are_read() {
             ),
         ])),
     );
-    let (result, _, failed) = finished(exporter.poller.poll_once().await);
+    let (result, _, failed) = finished_counts(exporter.poller.poll_once().await);
     assert_eq!((result.as_str(), failed), ("success", 0));
     let m = exporter.metrics().await;
     assert_eq!(
@@ -416,7 +405,7 @@ async fn an_empty_customer_list_after_a_full_one_is_a_failed_discovery() {
     flags.extend(["--poll.cache-file".to_owned(), cache.display().to_string()]);
     let exporter = in_process(&flags).await;
     assert_eq!(
-        finished(exporter.poller.poll_once().await),
+        finished_counts(exporter.poller.poll_once().await),
         ("success".to_owned(), 5, 0)
     );
     let before = exporter.metrics().await;
@@ -425,7 +414,7 @@ async fn an_empty_customer_list_after_a_full_one_is_a_failed_discovery() {
     }
     let servicecosts = sim.stats().servicecosts;
     assert_eq!(
-        finished(exporter.poller.poll_once().await),
+        finished_counts(exporter.poller.poll_once().await),
         ("failure".to_owned(), 5, 5)
     );
     assert_eq!(sim.stats().servicecosts, servicecosts);
@@ -447,7 +436,7 @@ async fn an_empty_customer_list_after_a_full_one_is_a_failed_discovery() {
 async fn an_empty_customer_list_with_nothing_known_is_a_success() {
     let (sim, exporter, _dir) = setup(0, &[]).await;
     assert_eq!(
-        finished(exporter.poller.poll_once().await),
+        finished_counts(exporter.poller.poll_once().await),
         ("success".to_owned(), 0, 0)
     );
     assert_eq!(sim.stats().customers, 1);
@@ -487,7 +476,7 @@ async fn a_customer_list_that_loops_fails_discovery_at_once() {
     let (sim, exporter, _dir) = setup(12, &[]).await;
     sim.knobs().set_page_size_cap(5);
     assert_eq!(
-        finished(exporter.poller.poll_once().await),
+        finished_counts(exporter.poller.poll_once().await),
         ("success".to_owned(), 12, 0)
     );
     let before = exporter.metrics().await;
@@ -495,7 +484,7 @@ async fn a_customer_list_that_loops_fails_discovery_at_once() {
     assert_eq!(stats.customers, 3);
     sim.knobs().set_looping_customer_pages(true);
     assert_eq!(
-        finished(exporter.poller.poll_once().await),
+        finished_counts(exporter.poller.poll_once().await),
         ("failure".to_owned(), 12, 12)
     );
     let requests = sim.stats().customers - stats.customers;
@@ -509,7 +498,7 @@ async fn a_customer_list_that_loops_fails_discovery_at_once() {
     // Once the list ends again, so does the failure.
     sim.knobs().set_looping_customer_pages(false);
     assert_eq!(
-        finished(exporter.poller.poll_once().await),
+        finished_counts(exporter.poller.poll_once().await),
         ("success".to_owned(), 12, 0)
     );
     exporter.stop().await;
