@@ -136,6 +136,10 @@ pub fn load_cache(path: &Path) -> Result<Option<Snapshot>, CacheError> {
     }
     let file: CacheFileIn = serde_json::from_slice(&bytes).map_err(corrupt)?;
     let mut snapshot = file.snapshot;
+    // Customer ids are keyed in lower case; files written before that may differ.
+    for c in &mut snapshot.customers {
+        c.id.make_ascii_lowercase();
+    }
     snapshot.customers.sort_by(|a, b| a.id.cmp(&b.id));
     snapshot.customers.dedup_by(|a, b| a.id == b.id);
     Ok(Some(snapshot))
@@ -339,6 +343,20 @@ mod tests {
         snapshot.customers[0].costs[0].after_tax = 0.1 + 0.2;
         save_cache(&path, &snapshot).unwrap();
         assert_eq!(load_cache(&path).unwrap(), Some(snapshot));
+    }
+
+    #[test]
+    fn ids_of_older_files_are_read_in_lower_case() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("cache.json");
+        let mut upper = sample();
+        upper.customers[0].id = "AE1D5B32-F9FF-4252-B2BF-40E21937A51A".into();
+        save_cache(&path, &upper).unwrap();
+        let loaded = load_cache(&path).unwrap().unwrap();
+        assert_eq!(
+            loaded.customers[0].id,
+            "ae1d5b32-f9ff-4252-b2bf-40e21937a51a"
+        );
     }
 
     #[test]
