@@ -226,33 +226,18 @@ impl PartnerCenterClient {
         request_id: &str,
         correlation_id: &str,
     ) -> Result<Bytes, ApiError> {
+        let send = |bearer: String| async move {
+            self.limiter.until_ready().await;
+            self.send(endpoint, url, headers, request_id, correlation_id, &bearer)
+                .await
+        };
         let token = self.auth.token().await?;
-        self.limiter.until_ready().await;
-        let mut response = self
-            .send(
-                endpoint,
-                url,
-                headers,
-                request_id,
-                correlation_id,
-                &token.bearer(),
-            )
-            .await?;
+        let mut response = send(token.bearer()).await?;
         if response.status() == StatusCode::UNAUTHORIZED {
             // The token may have been revoked or expired early: try once more with a
             // renewed one, unless this one already was the renewal after a 401.
             if let Some(token) = self.auth.renew_after_rejection(&token).await? {
-                self.limiter.until_ready().await;
-                response = self
-                    .send(
-                        endpoint,
-                        url,
-                        headers,
-                        request_id,
-                        correlation_id,
-                        &token.bearer(),
-                    )
-                    .await?;
+                response = send(token.bearer()).await?;
             }
         }
         let status = response.status();
