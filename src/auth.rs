@@ -35,9 +35,10 @@ use backon::Retryable;
 use secrecy::{ExposeSecret, SecretString};
 
 use crate::config::{AadEndpoint, AuthConfig, Grant};
+use crate::http::retry::Backoff;
+use crate::http::{read_body_limited, ReadError, TransportError};
 use crate::metrics::{Endpoint, Telemetry};
 use crate::model::{parse_json, AadErrorBody, TokenResponse};
-use crate::retry::{read_body_limited, Backoff};
 
 /// The Partner Center audience (API.md §1).
 pub const RESOURCE: &str = "https://api.partnercenter.microsoft.com";
@@ -107,9 +108,13 @@ pub enum AuthError {
     /// Azure AD answered with an error that may pass (5xx, `temporarily_unavailable`).
     #[error("Azure AD is unavailable: {0}")]
     Unavailable(String),
-    /// No usable answer (connection, timeout, unreadable body).
+    /// No answer: connection, timeout, a body cut short.
     #[error("token request failed: {0}")]
-    Transport(String),
+    Transport(#[from] TransportError),
+    /// An answer that cannot be used: unreadable or oversized body, or a 5xx or 429
+    /// without an Azure AD error. Worth another try, like a transport failure.
+    #[error("unusable token answer: {0}")]
+    Unusable(String),
     /// `generatetoken` refused the AAD token.
     #[error("Partner Center generatetoken answered HTTP {0}")]
     Exchange(u16),
@@ -122,14 +127,17 @@ impl AuthError {
             AuthError::Refused { error, .. } | AuthError::Unavailable(error) => {
                 aad_error_label(error)
             }
-            AuthError::Transport(_) => "transport",
+            AuthError::Transport(_) | AuthError::Unusable(_) => "transport",
             AuthError::Exchange(_) => "generatetoken",
         }
     }
 
     /// Whether another try may succeed without a human.
     fn is_transient(&self) -> bool {
-        matches!(self, AuthError::Unavailable(_) | AuthError::Transport(_))
+        matches!(
+            self,
+            AuthError::Unavailable(_) | AuthError::Transport(_) | AuthError::Unusable(_)
+        )
     }
 
     /// Whether this error needs an operator (and so is latched for the poll).
@@ -416,17 +424,17 @@ impl Authenticator {
             Err(e) => {
                 self.telemetry
                     .observe_request(Endpoint::Token, None, started.elapsed());
-                return Err(AuthError::Transport(transport_kind(&e).to_owned()));
+                return Err(AuthError::Transport(TransportError::of(&e)));
             }
         };
         let status = response.status();
         let body = read_body_limited(response, MAX_TOKEN_BODY).await;
         self.telemetry
             .observe_request(Endpoint::Token, Some(status.as_u16()), started.elapsed());
-        let body = body.map_err(|e| AuthError::Transport(e.to_string()))?;
+        let body = body.map_err(unreadable)?;
         if status.is_success() {
             let parsed: TokenResponse =
-                parse_json(&body).map_err(|e| AuthError::Transport(e.to_string()))?;
+                parse_json(&body).map_err(|e| AuthError::Unusable(e.to_string()))?;
             if let Some(rotated) = parsed.refresh_token {
                 self.store_refresh_token(rotated).await;
             }
@@ -444,7 +452,7 @@ impl Authenticator {
             }
             Some(e) => Err(AuthError::Refused { error: e, code }),
             None if status.is_server_error() || status.as_u16() == 429 => {
-                Err(AuthError::Transport(format!("HTTP {}", status.as_u16())))
+                Err(AuthError::Unusable(format!("HTTP {}", status.as_u16())))
             }
             None => Err(AuthError::Refused {
                 error: format!("HTTP {}", status.as_u16()),
@@ -468,7 +476,7 @@ impl Authenticator {
             Err(e) => {
                 self.telemetry
                     .observe_request(Endpoint::GenerateToken, None, started.elapsed());
-                return Err(AuthError::Transport(transport_kind(&e).to_owned()));
+                return Err(AuthError::Transport(TransportError::of(&e)));
             }
         };
         let status = response.status();
@@ -478,9 +486,9 @@ impl Authenticator {
             Some(status.as_u16()),
             started.elapsed(),
         );
-        let body = body.map_err(|e| AuthError::Transport(e.to_string()))?;
+        let body = body.map_err(unreadable)?;
         if status.is_server_error() || status.as_u16() == 429 {
-            return Err(AuthError::Transport(format!(
+            return Err(AuthError::Unusable(format!(
                 "generatetoken HTTP {}",
                 status.as_u16()
             )));
@@ -489,7 +497,7 @@ impl Authenticator {
             return Err(AuthError::Exchange(status.as_u16()));
         }
         let parsed: TokenResponse =
-            parse_json(&body).map_err(|e| AuthError::Transport(e.to_string()))?;
+            parse_json(&body).map_err(|e| AuthError::Unusable(e.to_string()))?;
         // The exchanged token cannot outlive the Azure AD token it came from.
         let remaining = aad.expires_at.saturating_duration_since(Instant::now());
         Ok(AccessToken::new(
@@ -553,16 +561,13 @@ fn lifetime(expires_in: Option<&crate::model::StringOrNumber>) -> Duration {
         })
 }
 
-/// A fixed description of a reqwest failure (no URL: it may carry a tenant or token).
-pub fn transport_kind(e: &reqwest::Error) -> &'static str {
-    if e.is_timeout() {
-        "timeout"
-    } else if e.is_connect() {
-        "connection failed"
-    } else if e.is_body() || e.is_decode() {
-        "body read failed"
-    } else {
-        "request failed"
+/// A token answer's body that was not read.
+fn unreadable(e: ReadError) -> AuthError {
+    match e {
+        ReadError::TooLarge => {
+            AuthError::Unusable(format!("body larger than {MAX_TOKEN_BODY} bytes"))
+        }
+        ReadError::Transport(t) => AuthError::Transport(t),
     }
 }
 
@@ -588,7 +593,8 @@ mod tests {
     #[test]
     fn every_reason_is_a_known_label_value() {
         let errors = [
-            AuthError::Transport("x".into()),
+            AuthError::Transport(TransportError::Timeout),
+            AuthError::Unusable("x".into()),
             AuthError::Exchange(403),
             AuthError::Unavailable("temporarily_unavailable".into()),
             AuthError::Refused {

@@ -29,13 +29,14 @@ use bytes::Bytes;
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use http::StatusCode;
 
-use crate::auth::{transport_kind, AuthError, Authenticator};
+use crate::auth::{AuthError, Authenticator};
+use crate::http::retry::{Backoff, RetryAfter, RetryBudget};
+use crate::http::{read_body_limited, ReadError, TransportError};
 use crate::metrics::{Endpoint, Telemetry};
 use crate::model::{
     normalize_customer_id, parse_json, parse_service_costs, ApiErrorBody, BodyError, CostLine,
     Customer, CustomersPage, Lenient, Link, MAX_BODY_BYTES,
 };
-use crate::retry::{read_body_limited, Backoff, RetryAfter, RetryBudget};
 
 /// Customers asked for per page: Partner Center's maximum (API.md §3).
 pub const PAGE_SIZE: usize = 500;
@@ -59,9 +60,9 @@ pub enum ApiError {
         /// The server's `Retry-After`, the floor of the next wait.
         retry_after: Option<RetryAfter>,
     },
-    /// No usable answer: connection refused or reset, timeout.
-    #[error("{0}")]
-    Transport(&'static str),
+    /// No usable answer: connection refused or reset, timeout, a body cut short.
+    #[error(transparent)]
+    Transport(#[from] TransportError),
     /// An answer whose body could not be used.
     #[error(transparent)]
     Body(#[from] BodyError),
@@ -81,7 +82,7 @@ impl ApiError {
             ApiError::Status { status: 403, .. } => "forbidden",
             ApiError::Status { status, .. } if *status >= 500 => "server_error",
             ApiError::Status { .. } => "client_error",
-            ApiError::Transport("timeout") => "timeout",
+            ApiError::Transport(TransportError::Timeout) => "timeout",
             ApiError::Transport(_) => "transport",
             ApiError::Body(BodyError::TooLarge) => "body_too_large",
             ApiError::Body(_) => "bad_body",
@@ -93,8 +94,6 @@ impl ApiError {
         match self {
             ApiError::Status { status, .. } => *status == 429 || *status >= 500,
             ApiError::Transport(_) => true,
-            // A body cut short by a timeout or reset is a transport failure.
-            ApiError::Body(BodyError::Malformed(m)) => m.starts_with("body read failed"),
             _ => false,
         }
     }
@@ -242,7 +241,12 @@ impl PartnerCenterClient {
         }
         let status = response.status();
         let retry_after = RetryAfter::from_headers(response.headers());
-        let body = read_body_limited(response, MAX_BODY_BYTES).await?;
+        let body = read_body_limited(response, MAX_BODY_BYTES)
+            .await
+            .map_err(|e| match e {
+                ReadError::TooLarge => ApiError::Body(BodyError::TooLarge),
+                ReadError::Transport(t) => ApiError::Transport(t),
+            })?;
         if status.is_success() {
             return Ok(body);
         }
@@ -287,7 +291,7 @@ impl PartnerCenterClient {
             Err(e) => {
                 self.telemetry
                     .observe_request(endpoint, None, started.elapsed());
-                Err(ApiError::Transport(transport_kind(&e)))
+                Err(ApiError::Transport(TransportError::of(&e)))
             }
         }
     }
@@ -646,7 +650,16 @@ mod tests {
             }
             .is_retryable());
         }
-        assert!(ApiError::Transport("timeout").is_retryable());
+        assert!(ApiError::Transport(TransportError::Timeout).is_retryable());
+        assert!(ApiError::Transport(TransportError::Body).is_retryable());
+        assert_eq!(
+            ApiError::Transport(TransportError::Timeout).kind(),
+            "timeout"
+        );
+        assert_eq!(
+            ApiError::Transport(TransportError::Body).kind(),
+            "transport"
+        );
         assert!(!ApiError::Body(BodyError::TooLarge).is_retryable());
     }
 }

@@ -16,7 +16,8 @@
 //!   rotated refresh token, latches errors that need an operator.
 //! - [`client`]: the Partner Center REST client: rate limit, retries with
 //!   `Retry-After`, paging, bounded bodies.
-//! - [`retry`]: the backoff policy and `Retry-After` parsing shared by both clients.
+//! - [`http`]: outbound HTTP shared by both clients: typed transport errors,
+//!   bounded body reads, the backoff policy and `Retry-After` parsing.
 //! - [`model`]: the wire types and the tolerant body parsers.
 //! - [`poller`]: the background poll loop; builds a complete new snapshot per poll
 //!   and swaps it in; `poll_once` for tests.
@@ -34,11 +35,11 @@ pub mod app;
 pub mod auth;
 pub mod client;
 pub mod config;
+pub mod http;
 pub mod logging;
 pub mod metrics;
 pub mod model;
 pub mod poller;
-pub mod retry;
 pub mod server;
 pub mod simulator;
 pub mod snapshot;

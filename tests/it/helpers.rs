@@ -13,8 +13,8 @@ use std::time::{Duration, Instant};
 use clap::Parser;
 use partnercenter_exporter::app::Application;
 use partnercenter_exporter::config::{Config, Flags, SecretEnv};
+use partnercenter_exporter::http::retry::Backoff;
 use partnercenter_exporter::poller::{PollOutcome, Poller};
-use partnercenter_exporter::retry::Backoff;
 use partnercenter_exporter::simulator::{Simulator, SimulatorConfig};
 use tokio_util::sync::CancellationToken;
 

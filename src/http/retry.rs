@@ -1,5 +1,5 @@
 //! Retry policy shared by the Azure AD and Partner Center clients: exponential
-//! backoff with full jitter, `Retry-After` parsing, and bounded body reads.
+//! backoff with full jitter and `Retry-After` parsing.
 //!
 //! [`Backoff`] is the delay sequence handed to `backon`: attempt *n* waits a uniform
 //! random time in `[0, min(cap, base·2ⁿ)]` ("full jitter"), for at most `max_retries`
@@ -13,10 +13,6 @@
 //! `Retry-After: 50` gets two retries under the standard 2 minutes, not four).
 
 use std::time::{Duration, SystemTime};
-
-use bytes::{Bytes, BytesMut};
-
-use crate::model::BodyError;
 
 /// The longest `Retry-After` the exporter honours; longer and the call gives up (the
 /// customer keeps its last values and the next poll tries again).
@@ -156,37 +152,6 @@ impl RetryBudget {
     /// The waiting still allowed.
     pub fn left(&self) -> Duration {
         self.left
-    }
-}
-
-/// Reads a response body, refusing more than `limit` bytes without buffering them.
-pub async fn read_body_limited(
-    mut response: reqwest::Response,
-    limit: usize,
-) -> Result<Bytes, BodyError> {
-    if response
-        .content_length()
-        .is_some_and(|len| len > limit as u64)
-    {
-        return Err(BodyError::TooLarge);
-    }
-    let mut body = BytesMut::new();
-    loop {
-        match response.chunk().await {
-            Ok(Some(chunk)) => {
-                if body.len() + chunk.len() > limit {
-                    return Err(BodyError::TooLarge);
-                }
-                body.extend_from_slice(&chunk);
-            }
-            Ok(None) => return Ok(body.freeze()),
-            Err(e) => {
-                return Err(BodyError::Malformed(format!(
-                    "body read failed ({})",
-                    crate::auth::transport_kind(&e)
-                )))
-            }
-        }
     }
 }
 

@@ -1,0 +1,80 @@
+//! Outbound HTTP, shared by the Azure AD and Partner Center clients: what a failed
+//! exchange was ([`TransportError`], a closed set instead of message strings), bodies
+//! read with a size limit ([`read_body_limited`]), and the retry policy
+//! ([`retry`]).
+//!
+//! Nothing here knows Azure AD or Partner Center; the clients decide what a status
+//! or a body means.
+
+pub mod retry;
+
+use bytes::{Bytes, BytesMut};
+
+/// Why an exchange gave no usable answer. Every variant is worth a retry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum TransportError {
+    /// The request or the body took longer than `--poll.timeout`.
+    #[error("timeout")]
+    Timeout,
+    /// No connection (refused, DNS, TLS handshake).
+    #[error("connection failed")]
+    Connect,
+    /// The answer's body was cut short (reset or closed mid-body).
+    #[error("body read failed")]
+    Body,
+    /// Any other failure to send or receive.
+    #[error("request failed")]
+    Other,
+}
+
+impl TransportError {
+    /// Classifies a reqwest failure. Its message is not kept: it may carry a URL,
+    /// and with it a tenant or a token.
+    pub fn of(e: &reqwest::Error) -> TransportError {
+        if e.is_timeout() {
+            TransportError::Timeout
+        } else if e.is_connect() {
+            TransportError::Connect
+        } else if e.is_body() || e.is_decode() {
+            TransportError::Body
+        } else {
+            TransportError::Other
+        }
+    }
+}
+
+/// Why a body was not read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum ReadError {
+    /// The body is (or announces itself as) larger than the limit.
+    #[error("response body larger than the limit")]
+    TooLarge,
+    #[error(transparent)]
+    Transport(#[from] TransportError),
+}
+
+/// Reads a response body, refusing more than `limit` bytes without buffering them.
+pub async fn read_body_limited(
+    mut response: reqwest::Response,
+    limit: usize,
+) -> Result<Bytes, ReadError> {
+    if response
+        .content_length()
+        .is_some_and(|len| len > limit as u64)
+    {
+        return Err(ReadError::TooLarge);
+    }
+    let mut body = BytesMut::new();
+    loop {
+        match response.chunk().await {
+            Ok(Some(chunk)) => {
+                if body.len().saturating_add(chunk.len()) > limit {
+                    return Err(ReadError::TooLarge);
+                }
+                body.extend_from_slice(&chunk);
+            }
+            Ok(None) => return Ok(body.freeze()),
+            Err(e) => return Err(ReadError::Transport(TransportError::of(&e))),
+        }
+    }
+}
