@@ -1,9 +1,11 @@
-//! Start-up and lifecycle: wires config → auth → client → poller → metrics → server.
+//! Start-up and lifecycle: wires config → auth → client → collectors → metrics →
+//! server.
 //!
 //! [`Application::build`] does everything that can fail at start (demo simulator,
 //! web config, cache file, binding the listener) and reports the bound address, so
 //! tests start the real application on port 0. [`Application::run_until`] runs the
-//! poller and the server until the shutdown token is cancelled, then stops both.
+//! collectors, each on its own timer, and the server until the shutdown token is
+//! cancelled, then stops them all.
 
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
@@ -17,13 +19,16 @@ use tokio_util::sync::CancellationToken;
 
 use crate::auth::Authenticator;
 use crate::client::PartnerCenterClient;
+use crate::collectors::customers::{self, Customers};
+use crate::collectors::state::{PartKind, SharedState};
+use crate::collectors::{self as collectors_mod, part_loaders, run_every, Runner, Shared};
 use crate::config::{Config, CustomerConfig, CustomerSelection, Grant};
 use crate::http::retry::Backoff;
 use crate::metrics::Telemetry;
-use crate::poller::{Poller, SharedState};
 use crate::server::{serve, ServerState};
 use crate::simulator::{SimCosts, Simulator, SimulatorConfig};
-use crate::snapshot::{load_cache, Snapshot, StateLock};
+use crate::snapshot::cache::{load_cache, StateLock};
+use crate::snapshot::Snapshot;
 use crate::web_config::{TlsAcceptorSource, WebConfig};
 
 /// A built, listening exporter.
@@ -31,9 +36,8 @@ pub struct Application {
     listener: TcpListener,
     local_addr: SocketAddr,
     tls: Option<TlsAcceptorSource>,
-    poller: Arc<Poller>,
+    runners: Vec<Arc<dyn Runner>>,
     server_state: Arc<ServerState>,
-    interval: Duration,
     /// The simulated Partner Center of `--demo`, kept alive with the application.
     simulator: Option<Simulator>,
     /// Exclusive locks on the state files, held until the application is dropped.
@@ -86,7 +90,18 @@ impl Application {
             None => None,
         };
 
-        let telemetry = Arc::new(Telemetry::new().context("creating metrics")?);
+        let enabled: Vec<&'static str> = config
+            .collectors
+            .iter()
+            .filter(|c| c.enabled)
+            .map(|c| c.name)
+            .collect();
+        if enabled.is_empty() {
+            tracing::warn!(
+                "every collector is disabled: only the exporter's own metrics are served"
+            );
+        }
+        let telemetry = Arc::new(Telemetry::new(&enabled).context("creating metrics")?);
         let http = reqwest::Client::builder()
             .timeout(config.poll.timeout)
             .connect_timeout(config.poll.timeout.min(Duration::from_secs(10)))
@@ -109,27 +124,44 @@ impl Application {
             config.partner_center_url.clone(),
             auth.clone(),
             config.poll.rate_limit,
+            config.poll.concurrency,
             telemetry.clone(),
             backoff,
         ));
 
+        // The customer list first, then the collectors' parts in registry order.
+        let registered: Vec<_> = collectors_mod::COLLECTORS
+            .iter()
+            .zip(&config.collectors)
+            .map(|(info, settings)| (settings.clone(), (info.build)(config)))
+            .collect();
+        let mut kinds: Vec<Arc<dyn PartKind>> = vec![Arc::new(Customers)];
+        kinds.extend(
+            registered
+                .iter()
+                .filter(|(settings, _)| settings.enabled)
+                .map(|(_, r)| r.kind.clone()),
+        );
         let snapshot = match &config.poll.cache_file {
-            Some(path) => load_initial_snapshot(path),
+            Some(path) => load_initial_snapshot(path, &enabled),
             None => Snapshot::default(),
         };
-        if let Some(at) = snapshot.poll_last_success {
-            telemetry.restore_poll_last_success(at);
+        for name in &enabled {
+            if let Some(at) = snapshot.any_part(name).and_then(|p| p.last_success()) {
+                telemetry.restore_last_success(name, at);
+            }
         }
-        let shared = Arc::new(SharedState::new(snapshot));
-        let poller = Arc::new(Poller::new(
+        let shared = Arc::new(SharedState::new(kinds, snapshot));
+        let context = Arc::new(Shared::new(
             client,
             auth,
             config.customers.clone(),
             config.poll.concurrency,
-            config.poll.cache_file.clone(),
             shared.clone(),
             telemetry.clone(),
+            config.poll.cache_file.clone(),
         ));
+        let runners = collectors_mod::start(registered, &context);
 
         let listener = bind(&config.listen_address).await?;
         let local_addr = listener.local_addr()?;
@@ -139,21 +171,32 @@ impl Application {
             telemetry,
             config.telemetry_path.clone(),
             web.as_ref(),
+            runners.iter().map(|r| (r.name(), r.interval())).collect(),
         ));
+        let schedule = runners
+            .iter()
+            .map(|r| {
+                format!(
+                    "{} every {}",
+                    r.name(),
+                    humantime::format_duration(r.interval())
+                )
+            })
+            .collect::<Vec<_>>()
+            .join(", ");
         tracing::info!(
             address = %local_addr,
             tls = tls.is_some(),
             telemetry_path = %config.telemetry_path,
-            interval = %humantime::format_duration(config.poll.interval),
+            collectors = %schedule,
             "listening"
         );
         Ok(Application {
             listener,
             local_addr,
             tls,
-            poller,
+            runners,
             server_state,
-            interval: config.poll.interval,
             simulator,
             _locks: locks,
         })
@@ -163,9 +206,10 @@ impl Application {
         self.local_addr
     }
 
-    /// The poller, for tests that drive polls with `poll_once`.
-    pub fn poller(&self) -> Arc<Poller> {
-        self.poller.clone()
+    /// The scheduler of an enabled collector, for tests that drive runs with
+    /// `poll_once`.
+    pub fn collector(&self, name: &str) -> Option<Arc<dyn Runner>> {
+        self.runners.iter().find(|r| r.name() == name).cloned()
     }
 
     /// The demo simulator, if running with `--demo`.
@@ -178,21 +222,15 @@ impl Application {
         self.run(shutdown, true).await
     }
 
-    /// Serves until `shutdown` without polling in the background (tests call
-    /// `poll_once` themselves).
+    /// Serves until `shutdown` without running the collectors in the background
+    /// (tests call `poll_once` themselves).
     pub async fn serve_only(self, shutdown: CancellationToken) -> anyhow::Result<()> {
         self.run(shutdown, false).await
     }
 
     async fn run(self, shutdown: CancellationToken, poll: bool) -> anyhow::Result<()> {
         self.server_state.ready.store(true, Ordering::SeqCst);
-        let poller = poll.then(|| {
-            tokio::spawn(
-                self.poller
-                    .clone()
-                    .run(self.interval, shutdown.child_token()),
-            )
-        });
+        let poller = poll.then(|| tokio::spawn(run_all(self.runners, shutdown.child_token())));
         let server = tokio::spawn(serve(
             self.listener,
             self.tls,
@@ -203,7 +241,7 @@ impl Application {
             Some(poller) => supervise(poller, shutdown.clone()).await,
             None => Ok(()),
         };
-        // A failed poller has cancelled `shutdown`: the server drains and stops too.
+        // A failed collector has cancelled `shutdown`: the server drains and stops too.
         if let Err(err) = server.await {
             tracing::error!(error = %err, "the server task failed");
         }
@@ -234,26 +272,59 @@ pub async fn supervise(
         Err(err) if err.is_panic() => "panicked".to_owned(),
         Err(err) => format!("failed: {err}"),
     };
-    tracing::error!("the poller {why}; stopping so that the supervisor restarts the exporter");
-    anyhow::bail!("the poller {why}")
+    tracing::error!("a collector {why}; stopping so that the supervisor restarts the exporter");
+    anyhow::bail!("a collector {why}")
 }
 
-fn load_initial_snapshot(path: &std::path::Path) -> Snapshot {
-    match load_cache(path) {
-        Ok(Some(snapshot)) => {
+/// Runs every collector on its timer until `shutdown`. It returns before only if a
+/// collector's loop ended, and panics if one panicked, so that [`supervise`] sees it.
+async fn run_all(runners: Vec<Arc<dyn Runner>>, shutdown: CancellationToken) {
+    let mut set = tokio::task::JoinSet::new();
+    for runner in runners {
+        set.spawn(run_every(runner, shutdown.clone()));
+    }
+    while let Some(ended) = set.join_next().await {
+        match ended {
+            Err(err) if err.is_panic() => std::panic::resume_unwind(err.into_panic()),
+            _ if shutdown.is_cancelled() => {}
+            // A loop that ends before shutdown: the others are aborted with the set.
+            _ => return,
+        }
+    }
+    // No collector at all: wait for shutdown like one.
+    shutdown.cancelled().await;
+}
+
+/// The cache file's parts of the customer list and of the enabled collectors.
+fn load_initial_snapshot(path: &std::path::Path, enabled: &[&str]) -> Snapshot {
+    let loaders: Vec<_> = part_loaders()
+        .into_iter()
+        .filter(|(name, _)| *name == customers::NAME || enabled.contains(name))
+        .collect();
+    match load_cache(path, &loaders) {
+        Ok(Some(loaded)) => {
+            for skipped in &loaded.skipped {
+                tracing::warn!(path = %path.display(), "ignoring a part of the cache file: {skipped}");
+            }
+            let parts = loaded
+                .snapshot
+                .parts()
+                .map(|(name, part)| format!("{name}={}", part.len()))
+                .collect::<Vec<_>>()
+                .join(" ");
             tracing::info!(
                 path = %path.display(),
-                customers = snapshot.customers.len(),
-                "serving the cached snapshot until the first poll ends"
+                parts = %parts,
+                "serving the cached snapshot until the collectors' first runs end"
             );
-            snapshot
+            loaded.snapshot
         }
         Ok(None) => {
-            tracing::info!(path = %path.display(), "no cache file yet; it is written after the first poll");
+            tracing::info!(path = %path.display(), "no cache file yet; it is written after the first run");
             Snapshot::default()
         }
         Err(err) => {
-            tracing::warn!(error = %err, "ignoring the cache file; it is rewritten after the first poll");
+            tracing::warn!(error = %err, "ignoring the cache file; it is rewritten after the first run");
             Snapshot::default()
         }
     }

@@ -548,7 +548,7 @@ impl Authenticator {
 fn write_refresh_token(path: PathBuf, token: SecretString) -> std::io::Result<()> {
     let mut contents = token.expose_secret().as_bytes().to_vec();
     contents.push(b'\n');
-    crate::snapshot::write_atomically(&path, &contents)
+    crate::snapshot::cache::write_atomically(&path, &contents)
 }
 
 /// The lifetime an `expires_in` announces, at most [`MAX_LIFETIME`].

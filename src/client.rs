@@ -1,7 +1,8 @@
 //! The Partner Center REST client: customer discovery and service-cost summaries.
 //!
-//! Every request goes through one path ([`PartnerCenterClient::get`]) that waits on the
-//! shared rate limiter (`--poll.rate-limit`), carries a fresh bearer token and the
+//! Every request goes through one path ([`PartnerCenterClient::get`]) that waits for
+//! one of `--poll.concurrency` slots and on the rate limiter (`--poll.rate-limit`),
+//! both shared by all collectors, carries a fresh bearer token and the
 //! `Accept`, `MS-RequestId` and `MS-CorrelationId` headers, is cut by the
 //! request timeout, is counted in `partnercenter_api_requests_total`, and is retried
 //! on 429, 5xx, timeouts and connection errors with full-jitter backoff (at least the
@@ -17,7 +18,7 @@
 //! discovery (kind `paging`) instead of growing without bound.
 //!
 //! The client does not decide what a failure means for the snapshot: that is the
-//! poller's job.
+//! collectors' job.
 
 use std::collections::HashSet;
 use std::num::NonZeroU32;
@@ -37,6 +38,7 @@ use crate::model::{
     normalize_customer_id, parse_json, parse_service_costs, ApiErrorBody, BodyError, CostLine,
     Customer, CustomersPage, Lenient, Link, MAX_BODY_BYTES,
 };
+use crate::usage_records::{parse_usage_records, UsageRecord};
 
 /// Customers asked for per page: Partner Center's maximum (API.md §3).
 pub const PAGE_SIZE: usize = 500;
@@ -68,8 +70,16 @@ pub enum ApiError {
     Body(#[from] BodyError),
     /// The customers list is not one a real partner has: its next links loop, or
     /// it goes on beyond any real size.
-    #[error("customer list paging stopped at page {page}: {reason}")]
-    Paging { page: usize, reason: &'static str },
+    #[error("{what} paging stopped at page {page}: {reason}")]
+    Paging {
+        what: &'static str,
+        page: usize,
+        reason: &'static str,
+    },
+    /// The customers list is empty although customers were known: far likelier a
+    /// fault upstream than a partner whose customers all left at once.
+    #[error("Partner Center listed no customers although {known} were known")]
+    EmptyList { known: usize },
 }
 
 impl ApiError {
@@ -87,6 +97,7 @@ impl ApiError {
             ApiError::Body(BodyError::TooLarge) => "body_too_large",
             ApiError::Body(_) => "bad_body",
             ApiError::Paging { .. } => "paging",
+            ApiError::EmptyList { .. } => "empty_list",
         }
     }
 
@@ -117,12 +128,14 @@ pub struct DiscoveredCustomer {
     pub domain: String,
 }
 
-/// The Partner Center client, shared by the poller's tasks.
+/// The Partner Center client, shared by every collector's tasks.
 pub struct PartnerCenterClient {
     http: reqwest::Client,
     base_url: String,
     auth: Arc<Authenticator>,
     limiter: DefaultDirectRateLimiter,
+    /// `--poll.concurrency`: requests in flight at once, over all collectors.
+    in_flight: tokio::sync::Semaphore,
     telemetry: Arc<Telemetry>,
     backoff: Backoff,
 }
@@ -146,6 +159,7 @@ impl PartnerCenterClient {
         base_url: String,
         auth: Arc<Authenticator>,
         rate_limit_per_minute: u32,
+        concurrency: usize,
         telemetry: Arc<Telemetry>,
         backoff: Backoff,
     ) -> PartnerCenterClient {
@@ -154,6 +168,7 @@ impl PartnerCenterClient {
             base_url,
             auth,
             limiter: rate_limiter(rate_limit_per_minute),
+            in_flight: tokio::sync::Semaphore::new(concurrency.max(1)),
             telemetry,
             backoff,
         }
@@ -176,6 +191,63 @@ impl PartnerCenterClient {
             url = resolve_link(&self.base_url, &next.uri);
             headers = next.headers.into_iter().map(|h| (h.key, h.value)).collect();
         }
+    }
+
+    /// Every customer's usage record of the current month
+    /// (`GET /v1/customers/usagerecords`): one request, plus the next pages if a
+    /// page links to one (none is documented). `on_page` is called after each page
+    /// with whether another follows. Of a customer listed twice, the first record
+    /// stays; items without a customer GUID or a total are skipped with one warning.
+    #[tracing::instrument(skip(self, on_page))]
+    pub async fn usage_records(
+        &self,
+        on_page: &(dyn Fn(bool) + Send + Sync),
+    ) -> Result<Vec<UsageRecord>, ApiError> {
+        let mut url = format!("{}/v1/customers/usagerecords", self.base_url);
+        let mut headers: Vec<(String, String)> = Vec::new();
+        let mut records: Vec<UsageRecord> = Vec::new();
+        let mut seen: HashSet<String> = HashSet::new();
+        let mut skipped = 0usize;
+        let mut pages = 0usize;
+        loop {
+            let body = self.get(Endpoint::UsageRecords, &url, &headers).await?;
+            let page = parse_usage_records(&body)?;
+            pages = pages.saturating_add(1);
+            skipped = skipped.saturating_add(page.skipped);
+            let known = records.len();
+            for record in page.records {
+                if seen.insert(record.customer_id.clone()) {
+                    records.push(record);
+                } else {
+                    skipped = skipped.saturating_add(1);
+                }
+            }
+            let stop = |reason| ApiError::Paging {
+                what: "usage records",
+                page: pages,
+                reason,
+            };
+            if records.len() > MAX_LISTED {
+                return Err(stop(TOO_MANY_LISTED));
+            }
+            on_page(page.next.is_some());
+            let Some(next) = page.next else { break };
+            if records.len() == known {
+                return Err(stop(LOOPING));
+            }
+            if pages >= MAX_PAGES {
+                return Err(stop(TOO_MANY_PAGES));
+            }
+            url = resolve_link(&self.base_url, &next.uri);
+            headers = next.headers.into_iter().map(|h| (h.key, h.value)).collect();
+        }
+        if skipped > 0 {
+            tracing::warn!(
+                skipped,
+                "usage records skipped: no customer GUID, no total, or a customer listed twice"
+            );
+        }
+        Ok(records)
     }
 
     /// The customer's `MostRecent` service costs; `None` when Partner Center has no
@@ -225,6 +297,8 @@ impl PartnerCenterClient {
         request_id: &str,
         correlation_id: &str,
     ) -> Result<Bytes, ApiError> {
+        // A permit per attempt, not per call: a call waiting to retry holds none.
+        let _permit = self.in_flight.acquire().await.ok();
         let send = |bearer: String| async move {
             self.limiter.until_ready().await;
             self.send(endpoint, url, headers, request_id, correlation_id, &bearer)
@@ -320,7 +394,7 @@ struct Discovery {
 }
 
 /// Why a customer list is not followed further.
-const LOOPING: &str = "the page adds no customer yet links to a next page (a next link that loops)";
+const LOOPING: &str = "the page adds nothing new yet links to a next page (a next link that loops)";
 const TOO_MANY_LISTED: &str = "more customers listed than any partner has";
 const TOO_MANY_PAGES: &str = "more pages than any partner's list has";
 
@@ -351,6 +425,7 @@ impl Discovery {
         self.listed = self.listed.saturating_add(page.items.len());
         let number = self.pages;
         let stop = |reason| ApiError::Paging {
+            what: "customer list",
             page: number,
             reason,
         };
@@ -582,7 +657,7 @@ mod tests {
         let err = discovery.add_page(page(&items, true)).unwrap_err();
         assert_eq!(err.kind(), "paging");
         assert!(
-            matches!(err, ApiError::Paging { page: 2, reason } if reason == LOOPING),
+            matches!(err, ApiError::Paging { page: 2, reason, .. } if reason == LOOPING),
             "{err}"
         );
         // An empty page that links on is the same loop.
@@ -617,7 +692,7 @@ mod tests {
             outcome = discovery.add_page(page(&fresh, true));
         }
         assert!(
-            matches!(outcome, Err(ApiError::Paging { page: 3, reason }) if reason == TOO_MANY_LISTED)
+            matches!(outcome, Err(ApiError::Paging { page: 3, reason, .. }) if reason == TOO_MANY_LISTED)
         );
         // ... or past the page bound.
         let mut discovery = Discovery::new(MAX_LISTED, 2);
@@ -629,7 +704,7 @@ mod tests {
             .is_some());
         assert!(matches!(
             discovery.add_page(page(&[other.as_str()], true)),
-            Err(ApiError::Paging { page: 2, reason }) if reason == TOO_MANY_PAGES
+            Err(ApiError::Paging { page: 2, reason, .. }) if reason == TOO_MANY_PAGES
         ));
     }
 

@@ -193,6 +193,75 @@ pub struct Flags {
         value_name = "FORMAT"
     )]
     pub log_format: Option<String>,
+    /// `--collector.NAME`, `--no-collector.NAME`, `--collector.NAME.interval` of each
+    /// registered collector: not derived, added by [`Flags::parse_args`].
+    #[arg(skip)]
+    pub collectors: Vec<CollectorFlags>,
+}
+
+/// A collector's flags as given.
+#[derive(Debug, Clone, Default)]
+pub struct CollectorFlags {
+    pub name: &'static str,
+    pub enable: bool,
+    pub disable: bool,
+    pub interval: Option<String>,
+}
+
+impl Flags {
+    /// Parses `args` (the program name first): the derived flags plus each
+    /// registered collector's flags, as node_exporter names them.
+    pub fn parse_args<I, T>(args: I) -> Result<Flags, clap::Error>
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<std::ffi::OsString> + Clone,
+    {
+        use clap::{Arg, ArgAction, CommandFactory, FromArgMatches};
+        let mut command = Flags::command();
+        for c in crate::collectors::COLLECTORS {
+            let default = if c.enabled_by_default { "on" } else { "off" };
+            command = command
+                .arg(
+                    Arg::new(c.flag)
+                        .long(c.flag)
+                        .env(c.env)
+                        .action(ArgAction::SetTrue)
+                        .help(format!(
+                            "Enable the {} collector: {} [default: {default}].",
+                            c.name, c.about
+                        )),
+                )
+                .arg(
+                    Arg::new(c.no_flag)
+                        .long(c.no_flag)
+                        .env(c.no_env)
+                        .action(ArgAction::SetTrue)
+                        .help(format!("Disable the {} collector.", c.name)),
+                )
+                .arg(
+                    Arg::new(c.interval_flag)
+                        .long(c.interval_flag)
+                        .env(c.interval_env)
+                        .value_name("DURATION")
+                        .help(format!(
+                            "Time between runs of the {} collector [default: --poll.interval].",
+                            c.name
+                        )),
+                );
+        }
+        let matches = command.try_get_matches_from(args)?;
+        let mut flags = Flags::from_arg_matches(&matches)?;
+        flags.collectors = crate::collectors::COLLECTORS
+            .iter()
+            .map(|c| CollectorFlags {
+                name: c.name,
+                enable: matches.get_flag(c.flag),
+                disable: matches.get_flag(c.no_flag),
+                interval: matches.get_one::<String>(c.interval_flag).cloned(),
+            })
+            .collect();
+        Ok(flags)
+    }
 }
 
 /// The YAML file. Unknown keys are errors: a typo must not pass silently.
@@ -209,6 +278,16 @@ struct FileConfig {
     partner_center: FilePartnerCenter,
     #[serde(default)]
     customers: Option<Vec<CustomerConfig>>,
+    /// Per collector, by name.
+    #[serde(default)]
+    collectors: std::collections::BTreeMap<String, FileCollector>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileCollector {
+    enabled: Option<bool>,
+    interval: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -335,6 +414,14 @@ pub struct PollConfig {
     pub cache_file: Option<PathBuf>,
 }
 
+/// A collector's settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CollectorSettings {
+    pub name: &'static str,
+    pub enabled: bool,
+    pub interval: Duration,
+}
+
 /// Which customers to monitor.
 #[derive(Debug, Clone, PartialEq)]
 pub struct CustomerSelection {
@@ -352,6 +439,8 @@ pub struct Config {
     pub telemetry_path: String,
     pub web_config_file: Option<PathBuf>,
     pub poll: PollConfig,
+    /// Every registered collector, in registry order, enabled or not.
+    pub collectors: Vec<CollectorSettings>,
     pub customers: CustomerSelection,
     pub partner_center_url: String,
     pub auth: AuthConfig,
@@ -398,7 +487,7 @@ impl SecretEnv {
 impl Config {
     /// Parses the process's flags and environment. `Err` is a usage error (exit 2).
     pub fn from_args() -> Result<Config, ConfigError> {
-        let flags = Flags::parse();
+        let flags = Flags::parse_args(std::env::args_os()).unwrap_or_else(|e| e.exit());
         Config::from_flags(flags, SecretEnv::from_process())
     }
 
@@ -474,6 +563,7 @@ impl Config {
             cache_file: flags.poll_cache_file.or(file.poll.cache_file),
         };
 
+        let collectors = collector_settings(&flags.collectors, file.collectors, interval)?;
         let customers = customer_selection(flags.customers.as_deref(), file.customers, &file_name)?;
         let partner_center_url = url_setting(
             flags.partner_center_url.or(file.partner_center.url),
@@ -635,6 +725,7 @@ impl Config {
             telemetry_path,
             web_config_file,
             poll,
+            collectors,
             customers,
             partner_center_url,
             auth,
@@ -644,6 +735,58 @@ impl Config {
             warnings,
         })
     }
+}
+
+/// Each registered collector's settings: flags, then the file's `collectors:`, then
+/// the collector's default (interval: `--poll.interval`).
+fn collector_settings(
+    flags: &[CollectorFlags],
+    mut file: std::collections::BTreeMap<String, FileCollector>,
+    poll_interval: Duration,
+) -> Result<Vec<CollectorSettings>, ConfigError> {
+    let mut settings = Vec::new();
+    for info in crate::collectors::COLLECTORS {
+        let given = flags.iter().find(|f| f.name == info.name);
+        let from_file = file.remove(info.name).unwrap_or_default();
+        let enabled = match given {
+            Some(f) if f.enable && f.disable => {
+                return Err(ConfigError::new(format!(
+                    "--{} and --{}: both given; give one",
+                    info.flag, info.no_flag
+                )))
+            }
+            Some(f) if f.enable => true,
+            Some(f) if f.disable => false,
+            _ => from_file.enabled.unwrap_or(info.enabled_by_default),
+        };
+        let interval = match given.and_then(|f| f.interval.clone()) {
+            Some(text) => duration_setting(Some(text), &format!("--{}", info.interval_flag), "")?,
+            None => match from_file.interval {
+                Some(text) => duration_setting(
+                    Some(text),
+                    &format!("collectors.{}.interval", info.name),
+                    "",
+                )?,
+                None => poll_interval,
+            },
+        };
+        settings.push(CollectorSettings {
+            name: info.name,
+            enabled,
+            interval,
+        });
+    }
+    if let Some(unknown) = file.keys().next() {
+        let known: Vec<&str> = crate::collectors::COLLECTORS
+            .iter()
+            .map(|c| c.name)
+            .collect();
+        return Err(ConfigError::new(format!(
+            "collectors.{unknown}: unknown collector; known collectors: {}",
+            known.join(", ")
+        )));
+    }
+    Ok(settings)
 }
 
 fn read_file_config(path: &Path) -> Result<FileConfig, ConfigError> {
@@ -845,7 +988,7 @@ mod tests {
     fn flags(args: &[&str]) -> Flags {
         let mut all = vec!["partnercenter-exporter"];
         all.extend_from_slice(args);
-        Flags::try_parse_from(all).unwrap()
+        Flags::parse_args(all).unwrap()
     }
 
     fn secret_file(dir: &Path, name: &str, value: &str) -> String {

@@ -1,11 +1,12 @@
 //! partnercenter-exporter: a Prometheus exporter for Microsoft Partner Center (CSP)
-//! service costs.
+//! costs.
 //!
-//! It signs in to Azure AD, fetches each monitored customer's `MostRecent`
-//! service-costs summary in the background, and serves the pre-tax, tax and
-//! after-tax amounts per customer and invoice type on `/metrics`. Polling is
+//! It signs in to Azure AD and runs collectors in the background, each on its own
+//! schedule: each monitored customer's `MostRecent` service costs (`servicecosts`),
+//! and every customer's estimated usage of the current month against its Partner
+//! Center budget (`usage`). It serves the last results on `/metrics`. Polling is
 //! decoupled from scraping on purpose: the data changes a few times a day, a full
-//! poll of a large partner takes minutes under Partner Center's rate limits, and
+//! run over a large partner takes minutes under Partner Center's rate limits, and
 //! scrapes must stay fast.
 //!
 //! # Layout
@@ -19,11 +20,12 @@
 //! - [`http`]: outbound HTTP shared by both clients: typed transport errors,
 //!   bounded body reads, the backoff policy and `Retry-After` parsing.
 //! - [`model`]: the wire types and the tolerant body parsers.
-//! - [`poller`]: the background poll loop; builds a complete new snapshot per poll
-//!   and swaps it in; `poll_once` for tests.
-//! - [`snapshot`]: the snapshot type and its atomic cache file.
-//! - [`metrics`]: self-metrics in the exporter's own registry, and the exposition of
-//!   the snapshot, encoded (and gzipped) once per poll.
+//! - [`collectors`]: the Collector seam and its scheduler; one file per collector
+//!   (`servicecosts`, `usage`), the shared customer discovery, and the published
+//!   state (one pre-encoded exposition per part).
+//! - [`snapshot`]: parts, the keep-last-good merge, and the atomic cache file.
+//! - [`metrics`]: self-metrics in the exporter's own registry, and the encoding of
+//!   the parts, each encoded (and gzipped) once per change.
 //! - [`server`]: the HTTP endpoints on bare hyper, with graceful shutdown.
 //! - [`web_config`]: the exporter-toolkit web config file: TLS and basic auth.
 //! - [`app`]: start-up wiring and lifecycle ([`app::Application`]).
@@ -34,15 +36,16 @@
 pub mod app;
 pub mod auth;
 pub mod client;
+pub mod collectors;
 pub mod config;
 pub mod http;
 pub mod logging;
 pub mod metrics;
 pub mod model;
-pub mod poller;
 pub mod server;
 pub mod simulator;
 pub mod snapshot;
+pub mod usage_records;
 pub mod web_config;
 
 /// Installs the process-wide TLS crypto provider (ring). Idempotent.

@@ -7,7 +7,7 @@ use std::process::ExitCode;
 
 use partnercenter_exporter::app::Application;
 use partnercenter_exporter::config::Config;
-use partnercenter_exporter::snapshot::LockError;
+use partnercenter_exporter::snapshot::cache::LockError;
 use tokio::signal::unix::{signal, Signal, SignalKind};
 use tokio_util::sync::CancellationToken;
 

@@ -1,22 +1,23 @@
-//! Everything Prometheus sees: the exporter's own metrics and the exposition of the
-//! snapshot.
+//! Everything Prometheus sees: the exporter's own metrics, and the encoding of the
+//! collectors' parts.
 //!
 //! Two kinds of series, kept apart on purpose:
 //!
-//! - **Snapshot series** (costs, customer info, budgets, per-customer fetch status)
-//!   are rendered from a [`Snapshot`] once per poll into an [`Exposition`]: gzip,
-//!   compressed once, and the plain text decompressed from it once, when a scrape
-//!   first asks for it. A customer absent from the snapshot is absent from `/metrics`
-//!   by construction. This is the part whose size grows with the number of
-//!   customers, so a scrape only hands on shared bytes, without copying them.
-//! - **Live series** ([`Telemetry`]: API requests, poll outcomes, auth failures,
-//!   refresh-token persist failures, build info, `process_*`) live in the exporter's own `prometheus::Registry` (no
-//!   global registry) and are encoded at each scrape; their size does not depend on
-//!   the number of customers.
+//! - **Part series** (costs, usage, customer info, per-customer fetch status) are
+//!   rendered by each collector from its part of the snapshot into an
+//!   [`Exposition`] when that part changes: gzip, compressed once, and the plain text
+//!   decompressed from it once, when a scrape first asks for it. A scrape sends the
+//!   parts one after the other (gzip members concatenate), so a part that did not
+//!   change is never encoded again. This is what grows with the number of customers,
+//!   so a scrape only hands on shared bytes, without copying them.
+//! - **Live series** ([`Telemetry`]: API requests, runs of each collector, auth
+//!   failures, refresh-token persist failures, build info, `process_*`) live in the
+//!   exporter's own `prometheus::Registry` (no global registry) and are encoded at
+//!   each scrape; their size does not depend on the number of customers.
 //!
-//! The `prometheus` crate is used only here, so replacing it stays cheap.
+//! [`Render`] is the text-format writer the collectors render with. The
+//! `prometheus` crate is used only here, so replacing it stays cheap.
 
-use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::io::Write as _;
 use std::time::Duration;
@@ -25,12 +26,9 @@ use bytes::Bytes;
 use flate2::write::GzEncoder;
 use flate2::Compression;
 use prometheus::{
-    Encoder, Gauge, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec,
-    Opts, Registry, TextEncoder,
+    Encoder, GaugeVec, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGaugeVec, Opts,
+    Registry, TextEncoder,
 };
-
-use crate::model::{earliest, latest};
-use crate::snapshot::Snapshot;
 
 /// The content type of the Prometheus text format 0.0.4.
 pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
@@ -41,6 +39,7 @@ pub enum Endpoint {
     Token,
     Customers,
     ServiceCosts,
+    UsageRecords,
     GenerateToken,
 }
 
@@ -50,6 +49,7 @@ impl Endpoint {
             Endpoint::Token => "token",
             Endpoint::Customers => "customers",
             Endpoint::ServiceCosts => "servicecosts",
+            Endpoint::UsageRecords => "usagerecords",
             Endpoint::GenerateToken => "generatetoken",
         }
     }
@@ -104,9 +104,22 @@ pub struct Telemetry {
     /// with an older one, so an alert should fire before that restart.
     refresh_token_persist_failures: IntCounter,
     polls: IntCounterVec,
-    poll_duration: Gauge,
-    poll_in_progress: IntGauge,
-    poll_last_success: Gauge,
+    poll_duration: GaugeVec,
+    poll_in_progress: IntGaugeVec,
+    poll_last_success: GaugeVec,
+    poll_targets: IntGaugeVec,
+    poll_targets_done: IntGaugeVec,
+}
+
+/// A collector's runs, as the landing page shows them.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RunStatus {
+    pub in_progress: bool,
+    pub targets: i64,
+    pub done: i64,
+    pub last_success: Option<f64>,
+    /// Runs finished: successes, partial, failures.
+    pub runs: [u64; 3],
 }
 
 fn register<C: prometheus::core::Collector + Clone + 'static>(registry: &Registry, c: C) -> C {
@@ -119,7 +132,9 @@ fn register<C: prometheus::core::Collector + Clone + 'static>(registry: &Registr
 }
 
 impl Telemetry {
-    pub fn new() -> Result<Telemetry, prometheus::Error> {
+    /// The live metrics, with the run series of each of `collectors` exported from
+    /// the start.
+    pub fn new(collectors: &[&str]) -> Result<Telemetry, prometheus::Error> {
         let registry = Registry::new();
         let api_requests = register(
             &registry,
@@ -167,39 +182,57 @@ impl Telemetry {
             IntCounterVec::new(
                 Opts::new(
                     "partnercenter_polls_total",
-                    "Polls of Partner Center finished, by result (partial: some customers failed).",
+                    "Runs of each collector finished, by result (partial: some customers failed).",
                 ),
-                &["result"],
+                &["collector", "result"],
             )?,
         );
-        for result in [
-            PollResult::Success,
-            PollResult::Partial,
-            PollResult::Failure,
-        ] {
-            polls.with_label_values(&[result.as_str()]);
+        let gauge = |name: &str, help: &str| -> Result<GaugeVec, prometheus::Error> {
+            Ok(register(
+                &registry,
+                GaugeVec::new(Opts::new(name, help), &["collector"])?,
+            ))
+        };
+        let int_gauge = |name: &str, help: &str| -> Result<IntGaugeVec, prometheus::Error> {
+            Ok(register(
+                &registry,
+                IntGaugeVec::new(Opts::new(name, help), &["collector"])?,
+            ))
+        };
+        let poll_duration = gauge(
+            "partnercenter_poll_duration_seconds",
+            "Duration of the collector's last complete run.",
+        )?;
+        let poll_in_progress = int_gauge(
+            "partnercenter_poll_in_progress",
+            "1 while a run of the collector goes on in the background.",
+        )?;
+        let poll_last_success = gauge(
+            "partnercenter_poll_last_success_timestamp_seconds",
+            "End of the collector's last run in which everything succeeded (Unix time).",
+        )?;
+        let poll_targets = int_gauge(
+            "partnercenter_poll_targets",
+            "What the collector's running (or last) run has to fetch: customers, or requests for a partner-level collector.",
+        )?;
+        let poll_targets_done = int_gauge(
+            "partnercenter_poll_targets_done",
+            "How many of partnercenter_poll_targets the running (or last) run has done.",
+        )?;
+        for name in collectors {
+            for result in [
+                PollResult::Success,
+                PollResult::Partial,
+                PollResult::Failure,
+            ] {
+                polls.with_label_values(&[name, result.as_str()]);
+            }
+            poll_duration.with_label_values(&[name]);
+            poll_in_progress.with_label_values(&[name]);
+            poll_last_success.with_label_values(&[name]);
+            poll_targets.with_label_values(&[name]);
+            poll_targets_done.with_label_values(&[name]);
         }
-        let poll_duration = register(
-            &registry,
-            Gauge::new(
-                "partnercenter_poll_duration_seconds",
-                "Duration of the last complete poll of Partner Center.",
-            )?,
-        );
-        let poll_in_progress = register(
-            &registry,
-            IntGauge::new(
-                "partnercenter_poll_in_progress",
-                "1 while a poll of Partner Center runs in the background.",
-            )?,
-        );
-        let poll_last_success = register(
-            &registry,
-            Gauge::new(
-                "partnercenter_poll_last_success_timestamp_seconds",
-                "End of the last poll in which every customer succeeded (Unix time).",
-            )?,
-        );
         let build_info = register(
             &registry,
             IntGaugeVec::new(
@@ -231,6 +264,8 @@ impl Telemetry {
             poll_duration,
             poll_in_progress,
             poll_last_success,
+            poll_targets,
+            poll_targets_done,
         })
     }
 
@@ -255,24 +290,72 @@ impl Telemetry {
         self.refresh_token_persist_failures.inc();
     }
 
-    pub fn poll_started(&self) {
-        self.poll_in_progress.set(1);
+    /// A run of `collector` starts with `targets` to fetch.
+    pub fn run_started(&self, collector: &str, targets: usize) {
+        self.poll_in_progress.with_label_values(&[collector]).set(1);
+        self.set_targets(collector, targets);
+        self.poll_targets_done
+            .with_label_values(&[collector])
+            .set(0);
     }
 
-    /// Records the end of a poll (or its cancellation, with `result` `None`).
-    pub fn poll_finished(&self, result: Option<PollResult>, elapsed: Duration, ended_at: f64) {
-        self.poll_in_progress.set(0);
+    /// The running run of `collector` has `targets` to fetch in all.
+    pub fn set_targets(&self, collector: &str, targets: usize) {
+        self.poll_targets
+            .with_label_values(&[collector])
+            .set(i64::try_from(targets).unwrap_or(i64::MAX));
+    }
+
+    /// One more target of the running run of `collector` is done.
+    pub fn target_done(&self, collector: &str) {
+        self.poll_targets_done.with_label_values(&[collector]).inc();
+    }
+
+    /// Records the end of a run (or its cancellation, with `result` `None`).
+    pub fn run_finished(
+        &self,
+        collector: &str,
+        result: Option<PollResult>,
+        elapsed: Duration,
+        ended_at: f64,
+    ) {
+        self.poll_in_progress.with_label_values(&[collector]).set(0);
         let Some(result) = result else { return };
-        self.polls.with_label_values(&[result.as_str()]).inc();
-        self.poll_duration.set(elapsed.as_secs_f64());
+        self.polls
+            .with_label_values(&[collector, result.as_str()])
+            .inc();
+        self.poll_duration
+            .with_label_values(&[collector])
+            .set(elapsed.as_secs_f64());
         if result == PollResult::Success {
-            self.poll_last_success.set(ended_at);
+            self.poll_last_success
+                .with_label_values(&[collector])
+                .set(ended_at);
         }
     }
 
-    /// Restores the last-success time from a cached snapshot at start-up.
-    pub fn restore_poll_last_success(&self, at: f64) {
-        self.poll_last_success.set(at);
+    /// Restores a collector's last-success time from the cache file at start-up.
+    pub fn restore_last_success(&self, collector: &str, at: f64) {
+        self.poll_last_success
+            .with_label_values(&[collector])
+            .set(at);
+    }
+
+    /// The state of `collector`'s runs, for the landing page.
+    pub fn run_status(&self, collector: &str) -> RunStatus {
+        RunStatus {
+            in_progress: self.poll_in_progress.with_label_values(&[collector]).get() == 1,
+            targets: self.poll_targets.with_label_values(&[collector]).get(),
+            done: self.poll_targets_done.with_label_values(&[collector]).get(),
+            last_success: Some(self.poll_last_success.with_label_values(&[collector]).get())
+                .filter(|t| *t > 0.0),
+            runs: [
+                PollResult::Success,
+                PollResult::Partial,
+                PollResult::Failure,
+            ]
+            .map(|r| self.polls.with_label_values(&[collector, r.as_str()]).get()),
+        }
     }
 
     /// Encodes the live metrics in the text format.
@@ -322,19 +405,20 @@ fn buffer(size: usize) -> Vec<u8> {
 }
 
 impl Exposition {
-    pub fn render(snapshot: &Snapshot) -> Exposition {
-        // The text format compresses about sevenfold: 250 bytes a customer.
-        let out = buffer(1024 + snapshot.customers.len() * 250);
+    /// Encodes what `render` writes; `size_hint` is the expected text size.
+    pub fn render(size_hint: usize, render: impl FnOnce(&mut Render<'_>)) -> Exposition {
+        // The text format compresses about sevenfold.
+        let out = buffer(1024 + size_hint / 6);
         let mut encoder = GzEncoder::new(out, Compression::default());
-        let mut chunk = String::with_capacity(RENDER_CHUNK + 4096);
-        // Writing to a Vec cannot fail.
-        render_into(snapshot, &mut chunk, &mut |chunk: &mut String| {
-            if chunk.len() >= RENDER_CHUNK {
+        {
+            // Writing to a Vec cannot fail.
+            let mut sink = |chunk: &str| {
                 let _ = encoder.write_all(chunk.as_bytes());
-                chunk.clear();
-            }
-        });
-        let _ = encoder.write_all(chunk.as_bytes());
+            };
+            let mut out = Render::new(&mut sink);
+            render(&mut out);
+            out.finish();
+        }
         Exposition {
             gzip: Bytes::from(encoder.finish().unwrap_or_default()),
             text: tokio::sync::OnceCell::new(),
@@ -415,202 +499,74 @@ pub fn gzip_stored(data: &[u8]) -> Vec<u8> {
     out
 }
 
-struct Family {
-    name: &'static str,
-    help: &'static str,
+/// A metric family of a part: a gauge with its name and HELP text.
+pub struct Family {
+    pub name: &'static str,
+    pub help: &'static str,
 }
 
-const PRETAX: Family = Family {
-    name: "partnercenter_service_costs_pretax",
-    help: "Pre-tax service costs of the customer's most recent billing period (details[].summary.pretaxTotal), as of the last background poll.",
-};
-const TAX: Family = Family {
-    name: "partnercenter_service_costs_tax",
-    help: "Tax on the service costs of the customer's most recent billing period (details[].summary.tax), as of the last background poll.",
-};
-const AFTER_TAX: Family = Family {
-    name: "partnercenter_service_costs_after_tax",
-    help: "After-tax service costs of the customer's most recent billing period (details[].summary.afterTaxTotal), as of the last background poll.",
-};
-const PERIOD_START: Family = Family {
-    name: "partnercenter_service_costs_billing_period_start_timestamp_seconds",
-    help: "Start of the billing period of the service costs (Unix time).",
-};
-const PERIOD_END: Family = Family {
-    name: "partnercenter_service_costs_billing_period_end_timestamp_seconds",
-    help: "End of the billing period of the service costs (Unix time).",
-};
-const INFO: Family = Family {
-    name: "partnercenter_customer_info",
-    help: "Monitored customer, with its name and domain; always 1.",
-};
-const BUDGET: Family = Family {
-    name: "partnercenter_customer_budget",
-    help: "Budget of the customer from the configuration file, in its billing currency.",
-};
-const FETCH_SUCCESS: Family = Family {
-    name: "partnercenter_customer_fetch_success",
-    help: "1 if the last background fetch of the customer's service costs succeeded (no data counts as success).",
-};
-const LAST_SUCCESS: Family = Family {
-    name: "partnercenter_customer_last_success_timestamp_seconds",
-    help: "When the customer's service costs were last fetched successfully (Unix time).",
-};
-
-/// Reads one figure of a cost line.
-type LineValue<T> = fn(&crate::model::CostLine) -> T;
-
-/// The billing period of one invoice type of a customer.
-struct Period<'a> {
-    invoice_type: &'a str,
-    start: Option<f64>,
-    end: Option<f64>,
+/// The text-format writer a part renders with: it hands on chunks of about
+/// [`RENDER_CHUNK`] bytes, so a large part is never held whole as text.
+pub struct Render<'a> {
+    buf: String,
+    sink: &'a mut dyn FnMut(&str),
 }
 
-/// Reads one end of a billing period.
-type PeriodValue = fn(&Period<'_>) -> Option<f64>;
+impl<'a> Render<'a> {
+    pub fn new(sink: &'a mut dyn FnMut(&str)) -> Render<'a> {
+        Render {
+            buf: String::with_capacity(RENDER_CHUNK + 4096),
+            sink,
+        }
+    }
 
-/// The billing period of each invoice type, in the order the types first appear.
-/// The period gauges carry no currency label, so an invoice type billed in two
-/// currencies has one period: the earliest start and the latest end of its lines.
-fn periods_by_invoice_type(costs: &[crate::model::CostLine]) -> Vec<Period<'_>> {
-    let mut periods: Vec<Period<'_>> = Vec::with_capacity(costs.len());
-    // Invoice type → index in `periods`: linear in the lines, however many there are.
-    let mut index: HashMap<&str, usize> = HashMap::new();
-    for line in costs {
-        let at = *index
-            .entry(line.invoice_type.as_str())
-            .or_insert(periods.len());
-        match periods.get_mut(at) {
-            Some(period) => {
-                period.start = earliest(period.start, line.period_start);
-                period.end = latest(period.end, line.period_end);
+    /// `# HELP` and `# TYPE` of a gauge family.
+    pub fn header(&mut self, family: &Family) {
+        let _ = writeln!(self.buf, "# HELP {} {}", family.name, family.help);
+        let _ = writeln!(self.buf, "# TYPE {} gauge", family.name);
+    }
+
+    /// One sample; label values are escaped.
+    pub fn sample(&mut self, family: &Family, labels: &[(&str, &str)], value: f64) {
+        let out = &mut self.buf;
+        out.push_str(family.name);
+        out.push('{');
+        for (i, (name, v)) in labels.iter().enumerate() {
+            if i > 0 {
+                out.push(',');
             }
-            None => periods.push(Period {
-                invoice_type: &line.invoice_type,
-                start: line.period_start,
-                end: line.period_end,
-            }),
+            out.push_str(name);
+            out.push_str("=\"");
+            escape_label_value(out, v);
+            out.push('"');
+        }
+        out.push_str("} ");
+        write_value(out, value);
+        out.push('\n');
+        if self.buf.len() >= RENDER_CHUNK {
+            (self.sink)(&self.buf);
+            self.buf.clear();
         }
     }
-    periods
-}
 
-/// Renders the snapshot series in the text format 0.0.4.
-pub fn render_snapshot(snapshot: &Snapshot) -> Vec<u8> {
-    let mut out = String::new();
-    render_into(snapshot, &mut out, &mut |_| {});
-    out.into_bytes()
-}
-
-/// Renders the snapshot series, appending to `out` and calling `flush` after each
-/// customer's samples of each family, so that the caller can hand on full chunks.
-fn render_into(snapshot: &Snapshot, out: &mut String, flush: &mut dyn FnMut(&mut String)) {
-    let money: [(&Family, LineValue<f64>); 3] = [
-        (&PRETAX, |c| c.pretax),
-        (&TAX, |c| c.tax),
-        (&AFTER_TAX, |c| c.after_tax),
-    ];
-    for (family, value) in money {
-        header(out, family);
-        for customer in &snapshot.customers {
-            for line in &customer.costs {
-                sample(
-                    out,
-                    family,
-                    &[
-                        ("customer_id", &customer.id),
-                        ("invoice_type", &line.invoice_type),
-                        ("currency", &line.currency),
-                    ],
-                    value(line),
-                );
-            }
-            flush(out);
+    fn finish(mut self) {
+        if !self.buf.is_empty() {
+            (self.sink)(&self.buf);
+            self.buf.clear();
         }
-    }
-    let periods: [(&Family, PeriodValue); 2] =
-        [(&PERIOD_START, |p| p.start), (&PERIOD_END, |p| p.end)];
-    for (family, value) in periods {
-        header(out, family);
-        for customer in &snapshot.customers {
-            for period in periods_by_invoice_type(&customer.costs) {
-                if let Some(v) = value(&period) {
-                    sample(
-                        out,
-                        family,
-                        &[
-                            ("customer_id", &customer.id),
-                            ("invoice_type", period.invoice_type),
-                        ],
-                        v,
-                    );
-                }
-            }
-            flush(out);
-        }
-    }
-    header(out, &INFO);
-    for c in &snapshot.customers {
-        sample(
-            out,
-            &INFO,
-            &[
-                ("customer_id", &c.id),
-                ("customer_name", &c.name),
-                ("domain", &c.domain),
-            ],
-            1.0,
-        );
-        flush(out);
-    }
-    header(out, &BUDGET);
-    for c in &snapshot.customers {
-        if let (Some(budget), Some(currency)) = (c.budget, c.currency()) {
-            sample(
-                out,
-                &BUDGET,
-                &[("customer_id", &c.id), ("currency", currency)],
-                budget,
-            );
-        }
-        flush(out);
-    }
-    header(out, &FETCH_SUCCESS);
-    for c in &snapshot.customers {
-        let v = if c.fetch_success { 1.0 } else { 0.0 };
-        sample(out, &FETCH_SUCCESS, &[("customer_id", &c.id)], v);
-        flush(out);
-    }
-    header(out, &LAST_SUCCESS);
-    for c in &snapshot.customers {
-        if let Some(at) = c.last_success {
-            sample(out, &LAST_SUCCESS, &[("customer_id", &c.id)], at);
-        }
-        flush(out);
     }
 }
 
-fn header(out: &mut String, family: &Family) {
-    let _ = writeln!(out, "# HELP {} {}", family.name, family.help);
-    let _ = writeln!(out, "# TYPE {} gauge", family.name);
-}
-
-fn sample(out: &mut String, family: &Family, labels: &[(&str, &str)], value: f64) {
-    out.push_str(family.name);
-    out.push('{');
-    for (i, (name, v)) in labels.iter().enumerate() {
-        if i > 0 {
-            out.push(',');
-        }
-        out.push_str(name);
-        out.push_str("=\"");
-        escape_label_value(out, v);
-        out.push('"');
+/// Renders into plain text, for tests and checks.
+pub fn render_text(render: impl FnOnce(&mut Render<'_>)) -> String {
+    let mut text = String::new();
+    {
+        let mut sink = |chunk: &str| text.push_str(chunk);
+        let mut out = Render::new(&mut sink);
+        render(&mut out);
+        out.finish();
     }
-    out.push_str("} ");
-    write_value(out, value);
-    out.push('\n');
+    text
 }
 
 /// Escapes a label value per the text format: backslash, double quote and line feed.
@@ -638,139 +594,33 @@ fn write_value(out: &mut String, v: f64) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::parse_service_costs;
-    use crate::snapshot::CustomerSnapshot;
     use proptest::prelude::*;
 
-    fn documented_snapshot() -> Snapshot {
-        let costs = parse_service_costs(include_bytes!(
-            "../tests/fixtures/servicecosts-mostrecent.json"
-        ))
-        .unwrap();
-        Snapshot {
-            customers: vec![CustomerSnapshot {
-                id: "ae1d5b32-f9ff-4252-b2bf-40e21937a51a".into(),
-                name: "Fabrikam".into(),
-                domain: "fabrikam.onmicrosoft.com".into(),
-                budget: Some(1500.0),
-                costs,
-                fetch_success: true,
-                last_success: Some(1_700_000_000.0),
-            }],
-            poll_last_success: None,
-        }
-    }
-
-    #[test]
-    fn documented_snapshot_exposition() {
-        let text = String::from_utf8(render_snapshot(&documented_snapshot())).unwrap();
-        insta::assert_snapshot!(text);
-    }
-
-    #[test]
-    fn vanished_customers_have_no_series() {
-        let mut snapshot = documented_snapshot();
-        snapshot.customers.clear();
-        let text = String::from_utf8(render_snapshot(&snapshot)).unwrap();
-        assert!(!text.contains("ae1d5b32"));
-        assert!(text.contains("# TYPE partnercenter_service_costs_after_tax gauge"));
-    }
-
-    #[test]
-    fn untrusted_names_are_escaped() {
-        let mut snapshot = documented_snapshot();
-        snapshot.customers[0].name = "Evil \"Corp\"\\\n<script>alert(1)</script> Ünïcödé".into();
-        let text = String::from_utf8(render_snapshot(&snapshot)).unwrap();
-        let info = text
-            .lines()
-            .find(|l| l.starts_with("partnercenter_customer_info{"))
-            .unwrap();
-        assert_eq!(
-            info,
-            "partnercenter_customer_info{customer_id=\"ae1d5b32-f9ff-4252-b2bf-40e21937a51a\",customer_name=\"Evil \\\"Corp\\\"\\\\\\n<script>alert(1)</script> Ünïcödé\",domain=\"fabrikam.onmicrosoft.com\"} 1"
-        );
-    }
-
-    /// Every sample line's series (name and labels) occurs once.
-    fn assert_unique_series(text: &str) {
-        let mut seen = std::collections::HashSet::new();
-        for line in text.lines().filter(|l| !l.starts_with('#')) {
-            let (series, _) = line.rsplit_once(' ').unwrap();
-            assert!(seen.insert(series), "two samples of {series} in\n{text}");
-        }
-    }
-
-    #[test]
-    fn an_invoice_type_in_two_currencies_has_one_period() {
-        let mut snapshot = documented_snapshot();
-        let line = |invoice_type: &str, currency: &str, start: Option<f64>, end: Option<f64>| {
-            crate::model::CostLine {
-                invoice_type: invoice_type.into(),
-                currency: currency.into(),
-                pretax: 1.0,
-                tax: 0.0,
-                after_tax: 1.0,
-                period_start: start,
-                period_end: end,
+    /// `n` samples of one family, as a part would render them.
+    fn many(n: usize) -> impl Fn(&mut Render<'_>) {
+        const F: Family = Family {
+            name: "partnercenter_test",
+            help: "Test family.",
+        };
+        move |out: &mut Render<'_>| {
+            out.header(&F);
+            for i in 0..n {
+                let id = format!("{i:08}-f9ff-4252-b2bf-40e21937a51a");
+                out.sample(
+                    &F,
+                    &[("customer_id", &id), ("name", "Customer \"x\"")],
+                    i as f64 * 0.1,
+                );
             }
-        };
-        snapshot.customers[0].costs = vec![
-            line("Recurring", "USD", Some(200.0), Some(300.0)),
-            line("OneTime", "USD", None, Some(250.0)),
-            line("Recurring", "EUR", Some(100.0), Some(290.0)),
-            line("OneTime", "EUR", Some(150.0), None),
-        ];
-        let text = String::from_utf8(render_snapshot(&snapshot)).unwrap();
-        assert_unique_series(&text);
-        let samples = |family: &str| -> Vec<&str> {
-            text.lines()
-                .filter(|l| l.starts_with(&format!("{family}{{")))
-                .collect()
-        };
-        let id = "customer_id=\"ae1d5b32-f9ff-4252-b2bf-40e21937a51a\"";
-        assert_eq!(
-            samples(PERIOD_START.name),
-            [
-                format!(
-                    "{}{{{id},invoice_type=\"Recurring\"}} 100",
-                    PERIOD_START.name
-                ),
-                format!("{}{{{id},invoice_type=\"OneTime\"}} 150", PERIOD_START.name),
-            ]
-        );
-        assert_eq!(
-            samples(PERIOD_END.name),
-            [
-                format!("{}{{{id},invoice_type=\"Recurring\"}} 300", PERIOD_END.name),
-                format!("{}{{{id},invoice_type=\"OneTime\"}} 250", PERIOD_END.name),
-            ]
-        );
-        // The money series keep one sample per currency.
-        assert_eq!(samples(AFTER_TAX.name).len(), 4);
-    }
-
-    /// The documented customer, repeated under `n` distinct ids.
-    fn many_customers(n: usize) -> Snapshot {
-        let one = documented_snapshot().customers.remove(0);
-        Snapshot {
-            customers: (0..n)
-                .map(|i| CustomerSnapshot {
-                    id: format!("{i:08}-f9ff-4252-b2bf-40e21937a51a"),
-                    name: format!("Customer {i}"),
-                    ..one.clone()
-                })
-                .collect(),
-            poll_last_success: None,
         }
     }
 
     #[tokio::test]
     async fn exposition_text_and_gzip_match_the_render() {
         // Large enough to be rendered and compressed in several chunks.
-        let snapshot = many_customers(500);
-        let want = render_snapshot(&snapshot);
+        let want = render_text(many(5000)).into_bytes();
         assert!(want.len() > 3 * RENDER_CHUNK);
-        let exposition = Exposition::render(&snapshot);
+        let exposition = Exposition::render(want.len(), many(5000));
         assert_eq!(exposition.text().await, want);
         assert_eq!(exposition.text().await, want, "the text is kept");
         assert_eq!(gunzip(&exposition.gzip), want);
@@ -778,10 +628,9 @@ mod tests {
 
     #[tokio::test]
     async fn expositions_of_any_size_round_trip() {
-        for n in [800, 300, 0, 600] {
-            let snapshot = many_customers(n);
-            let exposition = Exposition::render(&snapshot);
-            assert_eq!(exposition.text().await, render_snapshot(&snapshot));
+        for n in [8000, 3000, 0, 6000] {
+            let exposition = Exposition::render(0, many(n));
+            assert_eq!(exposition.text().await, render_text(many(n)).into_bytes());
         }
     }
 
@@ -799,7 +648,9 @@ mod tests {
 
     #[test]
     fn telemetry_has_every_live_family() {
-        let t = Telemetry::new().unwrap();
+        let t = Telemetry::new(&["servicecosts", "usage"]).unwrap();
+        t.run_started("usage", 3);
+        t.target_done("usage");
         t.observe_request(Endpoint::ServiceCosts, Some(200), Duration::from_millis(5));
         t.observe_request(Endpoint::Token, None, Duration::from_millis(5));
         t.auth_failure("invalid_grant");
@@ -812,15 +663,34 @@ mod tests {
             "partnercenter_api_request_duration_seconds_bucket",
             "partnercenter_auth_failures_total{reason=\"invalid_grant\"} 1",
             "partnercenter_auth_failures_total{reason=\"transport\"} 0",
-            "partnercenter_polls_total{result=\"partial\"} 0",
-            "partnercenter_poll_duration_seconds",
-            "partnercenter_poll_in_progress 0",
-            "partnercenter_poll_last_success_timestamp_seconds",
+            "partnercenter_polls_total{collector=\"servicecosts\",result=\"partial\"} 0",
+            "partnercenter_polls_total{collector=\"usage\",result=\"failure\"} 0",
+            "partnercenter_poll_duration_seconds{collector=\"usage\"} 0",
+            "partnercenter_poll_in_progress{collector=\"servicecosts\"} 0",
+            "partnercenter_poll_in_progress{collector=\"usage\"} 1",
+            "partnercenter_poll_targets{collector=\"usage\"} 3",
+            "partnercenter_poll_targets_done{collector=\"usage\"} 1",
+            "partnercenter_poll_last_success_timestamp_seconds{collector=\"servicecosts\"} 0",
             "partnercenter_exporter_build_info{",
             "process_resident_memory_bytes",
         ] {
             assert!(text.contains(name), "missing {name} in\n{text}");
         }
+        let status = t.run_status("usage");
+        assert!(status.in_progress);
+        assert_eq!(
+            (status.targets, status.done, status.last_success),
+            (3, 1, None)
+        );
+        t.run_finished(
+            "usage",
+            Some(PollResult::Success),
+            Duration::from_secs(2),
+            50.0,
+        );
+        let status = t.run_status("usage");
+        assert!(!status.in_progress);
+        assert_eq!((status.last_success, status.runs), (Some(50.0), [1, 0, 0]));
     }
 
     proptest! {

@@ -1,10 +1,10 @@
 //! The HTTP server: `/metrics`, the landing page, `/-/healthy` and `/-/ready`.
 //!
 //! A few routes on bare hyper, a `match` on method and path, one small function per
-//! response. A scrape only sends the published snapshot's pre-encoded exposition
-//! (gzip, or the plain text decompressed from it once per snapshot), shared rather
-//! than copied, and appends the live self-metrics; it never waits on the poller or on
-//! Partner Center. Each connection is served on its own task with a header
+//! response. A scrape only sends each part's pre-encoded exposition (gzip, or the
+//! plain text decompressed from it once per change), shared rather than copied, and
+//! appends the live self-metrics; it never waits on a collector or on Partner
+//! Center. Each connection is served on its own task with a header
 //! read timeout and a header size limit, and the number of connections is bounded,
 //! so a slow or hostile client costs one connection, never the server. Shutdown is a
 //! parameter ([`serve`] takes a `CancellationToken`): stop accepting, mark not ready,
@@ -26,8 +26,11 @@ use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
-use crate::metrics::{gzip_stored, Telemetry, CONTENT_TYPE};
-use crate::poller::SharedState;
+use crate::collectors::customers::Customers;
+use crate::collectors::servicecosts::ServiceCosts;
+use crate::collectors::state::SharedState;
+use crate::collectors::usage::Usage;
+use crate::metrics::{gzip_stored, RunStatus, Telemetry, CONTENT_TYPE};
 use crate::snapshot::Snapshot;
 use crate::web_config::{BasicAuth, TlsAcceptorSource, WebConfig};
 
@@ -58,6 +61,8 @@ pub struct ServerState {
     pub ready: AtomicBool,
     pub basic_auth: Option<BasicAuth>,
     pub extra_headers: Vec<(header::HeaderName, HeaderValue)>,
+    /// The enabled collectors and their intervals, for the landing page.
+    pub collectors: Vec<(&'static str, Duration)>,
 }
 
 impl ServerState {
@@ -66,11 +71,13 @@ impl ServerState {
         telemetry: Arc<Telemetry>,
         telemetry_path: String,
         web: Option<&WebConfig>,
+        collectors: Vec<(&'static str, Duration)>,
     ) -> ServerState {
         ServerState {
             shared,
             telemetry,
             telemetry_path,
+            collectors,
             ready: AtomicBool::new(false),
             basic_auth: web.and_then(WebConfig::basic_auth),
             extra_headers: web.map(|w| w.headers().to_vec()).unwrap_or_default(),
@@ -78,29 +85,27 @@ impl ServerState {
     }
 }
 
-/// A response body of at most two chunks, sent as they are.
+/// A response body of a few chunks, sent as they are.
 ///
-/// A scrape answers with the cached exposition of the snapshot followed by the
-/// live self-metrics. Both are `Bytes`: the cached part is shared by reference with
-/// every other scrape of the same snapshot, so a scrape allocates and copies only the
-/// few KiB of live metrics, never a body that grows with the number of customers
+/// A scrape answers with the cached exposition of each part followed by the live
+/// self-metrics. All are `Bytes`: the cached parts are shared by reference with
+/// every other scrape of the same publication, so a scrape allocates and copies only
+/// the few KiB of live metrics, never a body that grows with the number of customers
 /// (15 MiB at 10,000 customers, once per concurrent scrape). The exact length is
 /// known, so the response carries `Content-Length`.
 pub struct Body {
-    chunks: [Bytes; 2],
+    chunks: Vec<Bytes>,
 }
 
 impl Body {
     fn one(chunk: Bytes) -> Body {
         Body {
-            chunks: [chunk, Bytes::new()],
+            chunks: vec![chunk],
         }
     }
 
-    fn two(first: Bytes, second: Bytes) -> Body {
-        Body {
-            chunks: [first, second],
-        }
+    fn many(chunks: Vec<Bytes>) -> Body {
+        Body { chunks }
     }
 }
 
@@ -321,22 +326,25 @@ fn gzip_acceptable<'a>(values: impl Iterator<Item = &'a str>) -> bool {
     gzip.or(star).unwrap_or(false)
 }
 
-/// The scrape: the cached exposition of the snapshot plus the live self-metrics.
+/// The scrape: the cached exposition of each part plus the live self-metrics.
 async fn metrics(state: &ServerState, req: &Request<Incoming>) -> Response<Body> {
-    // The live metrics first: the poller publishes a snapshot before it counts the
-    // poll, so a scrape that shows the poll counted also shows its snapshot.
+    // The live metrics first: a collector publishes its part before it counts the
+    // run, so a scrape that shows the run counted also shows its part.
     let mut live = Vec::with_capacity(16 * 1024);
     state.telemetry.encode(&mut live);
     let published = state.shared.load();
     let gzipped = accepts_gzip(req);
-    // No copy of the cached part: the response holds a reference to it.
-    let cached = if gzipped {
-        published.exposition.gzip.clone()
-    } else {
-        published.exposition.text().await
-    };
-    let live = if gzipped { gzip_stored(&live) } else { live };
-    let mut r = Response::new(Body::two(cached, Bytes::from(live)));
+    // No copy of the cached parts: the response holds references to them.
+    let mut chunks = Vec::with_capacity(published.expositions.len() + 1);
+    for exposition in &published.expositions {
+        chunks.push(if gzipped {
+            exposition.gzip.clone()
+        } else {
+            exposition.text().await
+        });
+    }
+    chunks.push(Bytes::from(if gzipped { gzip_stored(&live) } else { live }));
+    let mut r = Response::new(Body::many(chunks));
     let headers = r.headers_mut();
     headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(CONTENT_TYPE));
     headers.insert(header::VARY, HeaderValue::from_static("Accept-Encoding"));
@@ -348,7 +356,16 @@ async fn metrics(state: &ServerState, req: &Request<Incoming>) -> Response<Body>
 
 fn landing(state: &ServerState) -> Response<Body> {
     let published = state.shared.load();
-    let html = landing_html(&published.snapshot, &state.telemetry_path);
+    let collectors: Vec<CollectorView> = state
+        .collectors
+        .iter()
+        .map(|(name, interval)| CollectorView {
+            name,
+            interval: *interval,
+            status: state.telemetry.run_status(name),
+        })
+        .collect();
+    let html = landing_html(&published.snapshot, &state.telemetry_path, &collectors);
     let mut r = Response::new(Body::one(Bytes::from(html)));
     r.headers_mut().insert(
         header::CONTENT_TYPE,
@@ -357,73 +374,181 @@ fn landing(state: &ServerState) -> Response<Body> {
     r
 }
 
+/// A collector as the landing page shows it.
+pub struct CollectorView<'a> {
+    pub name: &'a str,
+    pub interval: Duration,
+    pub status: RunStatus,
+}
+
+/// One customer row of the landing page.
+struct Row<'a> {
+    id: &'a str,
+    name: &'a str,
+    domain: &'a str,
+    budget: Option<f64>,
+    costs: Option<&'a crate::snapshot::Fetched<crate::collectors::servicecosts::Costs>>,
+    usage: Option<&'a crate::usage_records::UsageRecord>,
+}
+
 /// The landing page. Customer names come from Partner Center: everything is escaped.
-pub fn landing_html(snapshot: &Snapshot, telemetry_path: &str) -> String {
-    let mut rows: Vec<_> = snapshot.customers.iter().collect();
+pub fn landing_html(
+    snapshot: &Snapshot,
+    telemetry_path: &str,
+    collectors: &[CollectorView<'_>],
+) -> String {
+    let customers = Customers::part(snapshot);
+    let costs = ServiceCosts::part(snapshot);
+    let usage = Usage::part(snapshot);
+    // Every customer the list or the service costs know.
+    let mut ids: Vec<&str> = customers
+        .iter()
+        .flat_map(|p| p.entries.iter().map(|(k, _)| k.as_str()))
+        .chain(
+            costs
+                .iter()
+                .flat_map(|p| p.entries.iter().map(|(k, _)| k.as_str())),
+        )
+        .collect();
+    ids.sort_unstable();
+    ids.dedup();
+    let mut rows: Vec<Row<'_>> = ids
+        .into_iter()
+        .map(|id| {
+            let info = customers.and_then(|p| p.value(id));
+            Row {
+                id,
+                name: info.map_or("", |c| c.name.as_str()),
+                domain: info.map_or("", |c| c.domain.as_str()),
+                budget: info.and_then(|c| c.budget),
+                costs: costs.and_then(|p| p.get(id)),
+                usage: usage.and_then(|p| p.value(id)),
+            }
+        })
+        .collect();
+    let spend = |r: &Row<'_>| {
+        r.costs
+            .and_then(|f| f.value.as_ref())
+            .map_or(0.0, |c| c.after_tax())
+    };
     rows.sort_by(|a, b| {
-        let spend = |c: &crate::snapshot::CustomerSnapshot| {
-            c.costs.iter().map(|l| l.after_tax).sum::<f64>()
-        };
         spend(b)
             .total_cmp(&spend(a))
-            .then_with(|| a.name.cmp(&b.name))
+            .then_with(|| a.name.cmp(b.name))
     });
-    let failed = snapshot
-        .customers
+    let failed = rows
         .iter()
-        .filter(|c| !c.fetch_success)
+        .filter(|r| r.costs.is_some_and(|f| !f.success))
         .count();
-    let mut out = String::with_capacity(4096 + rows.len().min(LANDING_ROWS) * 256);
+    let mut out = String::with_capacity(4096 + rows.len().min(LANDING_ROWS) * 320);
     let _ = write!(
         out,
         "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>Partner Center Exporter</title>\
 <style>body{{font-family:sans-serif;margin:2em}}table{{border-collapse:collapse}}td,th{{padding:.2em .8em;border-bottom:1px solid #ddd;text-align:left}}td.n,td.t{{white-space:nowrap}}td.n{{text-align:right}}.bad{{color:#b00}}</style></head>\n\
-<body><h1>Partner Center Exporter</h1>\n<p>Version {version}. Polls Microsoft Partner Center in the background and serves the last results; scrapes never wait on Partner Center.</p>\n\
+<body><h1>Partner Center Exporter</h1>\n<p>Version {version}. Collects from Microsoft Partner Center in the background and serves the last results; scrapes never wait on Partner Center.</p>\n\
 <ul><li><a href=\"{path}\">Metrics</a></li><li><a href=\"/-/healthy\">Health</a></li><li><a href=\"/-/ready\">Readiness</a></li></ul>\n",
         version = escape_html(env!("CARGO_PKG_VERSION")),
         path = escape_html(telemetry_path),
     );
-    let last = snapshot
-        .poll_last_success
-        .map(format_time)
-        .unwrap_or_else(|| "never".to_owned());
+    out.push_str("<h2>Collectors</h2>\n<table><tr><th>Collector</th><th>Every</th><th>State</th><th>Last fully successful run</th><th>Runs (ok / partial / failed)</th></tr>\n");
+    for c in collectors {
+        let s = &c.status;
+        let unit = if c.name == crate::collectors::servicecosts::NAME {
+            "customers"
+        } else {
+            "requests"
+        };
+        let state = if s.in_progress {
+            format!(
+                "running: {} of {} {unit}",
+                thousands(s.done),
+                thousands(s.targets)
+            )
+        } else if s.runs.iter().sum::<u64>() == 0 {
+            "waiting for its first run".to_owned()
+        } else {
+            "idle".to_owned()
+        };
+        let last = s
+            .last_success
+            .map_or_else(|| "never".to_owned(), format_time);
+        let _ = writeln!(
+            out,
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td class=\"t\">{}</td><td class=\"n{}\">{} / {} / {}</td></tr>",
+            escape_html(c.name),
+            escape_html(&humantime::format_duration(c.interval).to_string()),
+            escape_html(&state),
+            escape_html(&last),
+            if s.runs[2] > 0 { " bad" } else { "" },
+            s.runs[0],
+            s.runs[1],
+            s.runs[2],
+        );
+    }
+    out.push_str("</table>\n");
     let _ = write!(
         out,
-        "<h2>Customers</h2>\n<p>{} monitored, {} failing at the last poll. Last fully successful poll: {}.</p>\n",
-        snapshot.customers.len(),
-        failed,
-        escape_html(&last)
+        "<h2>Customers</h2>\n<p>{} monitored, {} failing at the last service-costs run. Usage estimates are Microsoft's, refreshed about daily.</p>\n",
+        thousands(rows.len() as i64),
+        thousands(failed as i64),
     );
-    out.push_str("<table><tr><th>Customer</th><th>Domain</th><th>Id</th><th>After tax</th><th>Budget (used)</th><th>Last fetch</th></tr>\n");
-    for c in rows.iter().take(LANDING_ROWS) {
-        let spend = c
-            .after_tax_by_currency()
-            .iter()
-            .map(|(cur, v)| format!("{v:.2} {cur}"))
-            .collect::<Vec<_>>()
-            .join(", ");
-        let spent: f64 = c.costs.iter().map(|l| l.after_tax).sum();
-        let over_budget = c.budget.is_some_and(|b| spent > b);
-        let budget = match c.budget {
+    out.push_str("<table><tr><th>Customer</th><th>Domain</th><th>Id</th><th>After tax</th><th>Budget (used)</th><th>Usage this month (estimate)</th><th>Partner Center budget (used)</th><th>Last fetch</th></tr>\n");
+    for r in rows.iter().take(LANDING_ROWS) {
+        let lines = r.costs.and_then(|f| f.value.as_ref());
+        let spend_text = lines
+            .map(|c| {
+                c.after_tax_by_currency()
+                    .iter()
+                    .map(|(cur, v)| format!("{v:.2} {cur}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            })
+            .unwrap_or_default();
+        let spent = lines.map_or(0.0, |c| c.after_tax());
+        let over_budget = r.budget.is_some_and(|b| spent > b);
+        let budget = match r.budget {
             Some(b) if b > 0.0 => format!("{b:.2} ({:.0}%)", spent / b * 100.0),
             Some(b) => format!("{b:.2}"),
             None => String::new(),
         };
-        let status = match (c.fetch_success, c.last_success) {
-            (true, Some(t)) => format_time(t),
-            (false, Some(t)) => format!("failing (data from {})", format_time(t)),
-            (_, None) => "failing (no data yet)".to_owned(),
+        let (usage_text, pc_budget, pc_over) = match r.usage {
+            Some(u) => {
+                let currency = Usage::currency(snapshot, u);
+                let pc = match u.budget {
+                    Some(b) if b > 0.0 => format!("{b:.2} ({:.0}%)", u.total_cost / b * 100.0),
+                    Some(b) => format!("{b:.2}"),
+                    None => String::new(),
+                };
+                (
+                    format!("{:.2} {currency}", u.total_cost),
+                    pc,
+                    u.budget.is_some_and(|b| u.total_cost > b),
+                )
+            }
+            None => (String::new(), String::new(), false),
+        };
+        let ok = r.costs.is_none_or(|f| f.success);
+        let status = match r.costs {
+            Some(f) => match (f.success, f.last_success) {
+                (true, Some(t)) => format_time(t),
+                (false, Some(t)) => format!("failing (data from {})", format_time(t)),
+                (_, None) => "failing (no data yet)".to_owned(),
+            },
+            None => "not fetched yet".to_owned(),
         };
         let _ = writeln!(
             out,
-            "<tr><td>{}</td><td>{}</td><td>{}</td><td class=\"n\">{}</td><td class=\"n{}\">{}</td><td class=\"t{}\">{}</td></tr>",
-            escape_html(&c.name),
-            escape_html(&c.domain),
-            escape_html(&c.id),
-            escape_html(&spend),
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td class=\"n\">{}</td><td class=\"n{}\">{}</td><td class=\"n\">{}</td><td class=\"n{}\">{}</td><td class=\"t{}\">{}</td></tr>",
+            escape_html(r.name),
+            escape_html(r.domain),
+            escape_html(r.id),
+            escape_html(&spend_text),
             if over_budget { " bad" } else { "" },
             escape_html(&budget),
-            if c.fetch_success { "" } else { " bad" },
+            escape_html(&usage_text),
+            if pc_over { " bad" } else { "" },
+            escape_html(&pc_budget),
+            if ok { "" } else { " bad" },
             escape_html(&status),
         );
     }
@@ -432,10 +557,26 @@ pub fn landing_html(snapshot: &Snapshot, telemetry_path: &str) -> String {
         let _ = writeln!(
             out,
             "<p>{} more on the metrics page.</p>",
-            rows.len() - LANDING_ROWS
+            thousands((rows.len() - LANDING_ROWS) as i64)
         );
     }
     out.push_str("</body></html>\n");
+    out
+}
+
+/// `1240` as `1,240`.
+fn thousands(n: i64) -> String {
+    let digits = n.unsigned_abs().to_string();
+    let mut out = String::with_capacity(digits.len() + digits.len() / 3 + 1);
+    if n < 0 {
+        out.push('-');
+    }
+    for (i, ch) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(ch);
+    }
     out
 }
 
@@ -469,7 +610,55 @@ pub fn escape_html(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::snapshot::CustomerSnapshot;
+    use crate::collectors::customers::CustomerInfo;
+    use crate::collectors::servicecosts::Costs;
+    use crate::snapshot::{Fetched, Part};
+
+    /// A snapshot of one customer with service costs fetched at `last_success`.
+    fn one_customer(
+        name: &str,
+        budget: Option<f64>,
+        last_success: Option<f64>,
+        success: bool,
+    ) -> Snapshot {
+        let info = Part::from_entries(
+            vec![(
+                "id-1".to_owned(),
+                Fetched {
+                    value: Some(CustomerInfo {
+                        name: name.into(),
+                        domain: "d".into(),
+                        budget,
+                    }),
+                    success: true,
+                    last_success: Some(0.0),
+                },
+            )],
+            None,
+        );
+        let costs: Part<Costs> = Part::from_entries(
+            vec![(
+                "id-1".to_owned(),
+                Fetched {
+                    value: Some(Costs(vec![])),
+                    success,
+                    last_success,
+                },
+            )],
+            None,
+        );
+        Snapshot::default()
+            .with(crate::collectors::customers::NAME, Arc::new(info))
+            .with(crate::collectors::servicecosts::NAME, Arc::new(costs))
+    }
+
+    fn view(status: RunStatus) -> CollectorView<'static> {
+        CollectorView {
+            name: "servicecosts",
+            interval: Duration::from_secs(3600),
+            status,
+        }
+    }
 
     #[test]
     fn times_beyond_any_calendar_do_not_panic() {
@@ -485,19 +674,35 @@ mod tests {
         ] {
             assert!(format_time(t).ends_with("(Unix time)"), "{t}");
         }
-        let snapshot = Snapshot {
-            customers: vec![CustomerSnapshot {
-                id: "id-1".into(),
-                name: "n".into(),
-                domain: "d".into(),
-                budget: Some(1.0),
-                costs: vec![],
-                fetch_success: false,
-                last_success: Some(1e300),
-            }],
-            poll_last_success: Some(f64::MAX),
+        let snapshot = one_customer("n", Some(1.0), Some(1e300), false);
+        let status = RunStatus {
+            in_progress: false,
+            targets: 0,
+            done: 0,
+            last_success: Some(f64::MAX),
+            runs: [1, 0, 0],
         };
-        assert!(landing_html(&snapshot, "/metrics").contains("(Unix time)"));
+        let html = landing_html(&snapshot, "/metrics", &[view(status)]);
+        assert!(html.contains("(Unix time)"));
+    }
+
+    #[test]
+    fn a_running_collector_shows_its_progress() {
+        let status = RunStatus {
+            in_progress: true,
+            targets: 10_000,
+            done: 1_240,
+            last_success: None,
+            runs: [0, 0, 0],
+        };
+        let html = landing_html(&Snapshot::default(), "/metrics", &[view(status)]);
+        assert!(
+            html.contains("running: 1,240 of 10,000 customers"),
+            "{html}"
+        );
+        assert_eq!(thousands(1_000_000), "1,000,000");
+        assert_eq!(thousands(999), "999");
+        assert_eq!(thousands(-1234), "-1,234");
     }
 
     #[test]
@@ -521,19 +726,13 @@ mod tests {
 
     #[test]
     fn landing_page_escapes_names() {
-        let snapshot = Snapshot {
-            customers: vec![CustomerSnapshot {
-                id: "id-1".into(),
-                name: "<script>alert('x')</script> & \"Co\"".into(),
-                domain: "d".into(),
-                budget: None,
-                costs: vec![],
-                fetch_success: true,
-                last_success: Some(0.0),
-            }],
-            poll_last_success: None,
-        };
-        let html = landing_html(&snapshot, "/metrics");
+        let snapshot = one_customer(
+            "<script>alert('x')</script> & \"Co\"",
+            None,
+            Some(0.0),
+            true,
+        );
+        let html = landing_html(&snapshot, "/metrics", &[]);
         assert!(!html.contains("<script>"));
         assert!(
             html.contains("<td class=\"n\"></td>"),

@@ -51,8 +51,8 @@ async fn a_restart_with_both_services_unreachable_serves_the_same_series() {
         "readiness does not depend on Partner Center"
     );
     assert_eq!(
-        first.get("partnercenter_poll_last_success_timestamp_seconds", &[]),
-        before.get("partnercenter_poll_last_success_timestamp_seconds", &[]),
+        first.get("partnercenter_poll_last_success_timestamp_seconds", SERVICECOSTS),
+        before.get("partnercenter_poll_last_success_timestamp_seconds", SERVICECOSTS),
     );
     assert!(
         exporter.logs().contains("serving the cached snapshot"),
@@ -74,13 +74,18 @@ async fn a_corrupt_or_foreign_cache_starts_cleanly_with_a_warning() {
             &b"{\"version\":999,\"snapshot\":{}}"[..],
             "format version 999",
         ),
+        (
+            // A whole file of the format before collectors: ignored.
+            &b"{\"version\":1,\"snapshot\":{\"customers\":[],\"poll_last_success\":null}}"[..],
+            "format version 1",
+        ),
     ] {
         std::fs::write(&cache, contents).unwrap();
         let exporter = Exporter::spawn(&flags);
         assert_eq!(exporter.get("/-/ready").await.0, 200);
         let m = exporter.wait_for_polls(1.0).await;
         assert_eq!(
-            m.get("partnercenter_polls_total", &[("result", "success")]),
+            m.get("partnercenter_polls_total", &[("collector", "servicecosts"), ("result", "success")]),
             Some(1.0)
         );
         let logs = exporter.logs();
@@ -90,9 +95,7 @@ async fn a_corrupt_or_foreign_cache_starts_cleanly_with_a_warning() {
             .collect();
         assert_eq!(warnings.len(), 1, "logged once: {logs}");
         // The poll rewrote a valid cache.
-        assert!(partnercenter_exporter::snapshot::load_cache(&cache)
-            .unwrap()
-            .is_some());
+        assert!(cached_customers(&cache).unwrap().is_some());
     }
 }
 
@@ -127,8 +130,8 @@ async fn sigkill_at_random_moments_never_leaves_a_broken_cache() {
         let wait = 150 + fastrand::u64(0..700) + round * 37;
         tokio::time::sleep(Duration::from_millis(wait)).await;
         exporter.kill();
-        match partnercenter_exporter::snapshot::load_cache(&cache) {
-            Ok(Some(s)) => assert_eq!(s.customers.len(), 30),
+        match cached_customers(&cache) {
+            Ok(Some(n)) => assert_eq!(n, 30),
             Ok(None) => {}
             Err(e) => panic!("round {round}: the cache is broken after SIGKILL: {e}"),
         }
@@ -164,7 +167,7 @@ async fn sigterm_mid_poll_exits_0_promptly_and_keeps_the_previous_cache() {
     while exporter
         .metrics()
         .await
-        .get("partnercenter_poll_in_progress", &[])
+        .get("partnercenter_poll_in_progress", SERVICECOSTS)
         != Some(1.0)
     {
         assert!(Instant::now() < deadline, "the second poll did not start");
@@ -182,11 +185,9 @@ async fn sigterm_mid_poll_exits_0_promptly_and_keeps_the_previous_cache() {
         previous,
         "no half snapshot written"
     );
-    assert!(partnercenter_exporter::snapshot::load_cache(&cache)
-        .unwrap()
-        .is_some());
+    assert!(cached_customers(&cache).unwrap().is_some());
     assert!(
-        exporter.logs().contains("poll cancelled"),
+        exporter.logs().contains("run cancelled"),
         "{}",
         exporter.logs()
     );
@@ -201,9 +202,9 @@ async fn readiness_is_immediate_while_the_first_poll_is_slow() {
     assert_eq!(exporter.get("/-/ready").await.0, 200);
     let m = exporter.metrics().await;
     assert_eq!(
-        m.get("partnercenter_poll_in_progress", &[]),
+        m.get("partnercenter_poll_in_progress", SERVICECOSTS),
         Some(1.0),
         "the first poll is running"
     );
-    assert_eq!(m.sum("partnercenter_polls_total"), 0.0);
+    assert_eq!(m.sum_of("partnercenter_polls_total", SERVICECOSTS), 0.0);
 }

@@ -10,15 +10,35 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use clap::Parser;
 use partnercenter_exporter::app::Application;
 use partnercenter_exporter::config::{Config, Flags, SecretEnv};
 use partnercenter_exporter::http::retry::Backoff;
-use partnercenter_exporter::poller::{PollOutcome, Poller};
+use partnercenter_exporter::collectors::{PollOutcome, Runner};
 use partnercenter_exporter::simulator::{Simulator, SimulatorConfig};
 use tokio_util::sync::CancellationToken;
 
 pub const DOCUMENTED_ID: &str = "ae1d5b32-f9ff-4252-b2bf-40e21937a51a";
+
+/// The label that picks the service-costs collector's run series.
+pub const SERVICECOSTS: &[(&str, &str)] = &[("collector", "servicecosts")];
+/// The label that picks the usage collector's run series.
+pub const USAGE: &[(&str, &str)] = &[("collector", "usage")];
+
+/// The number of customers in the service-costs part of a cache file, `None` when
+/// there is no file.
+pub fn cached_customers(
+    path: &Path,
+) -> Result<Option<usize>, partnercenter_exporter::snapshot::cache::CacheError> {
+    let loaded = partnercenter_exporter::snapshot::cache::load_cache(
+        path,
+        &partnercenter_exporter::collectors::part_loaders(),
+    )?;
+    Ok(loaded.map(|l| {
+        l.snapshot
+            .any_part("servicecosts")
+            .map_or(0, |p| p.len())
+    }))
+}
 
 pub fn init() {
     partnercenter_exporter::install_crypto_provider();
@@ -152,7 +172,7 @@ impl Exporter {
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
             let m = self.metrics().await;
-            if m.sum("partnercenter_polls_total") >= polls {
+            if m.sum_of("partnercenter_polls_total", SERVICECOSTS) >= polls {
                 return m;
             }
             assert!(
@@ -258,7 +278,8 @@ pub fn finished(outcome: PollOutcome) -> (String, usize) {
 /// background poll loop: tests call `poll_once`.
 pub struct InProcess {
     pub addr: SocketAddr,
-    pub poller: Arc<Poller>,
+    /// The service-costs collector's scheduler.
+    pub poller: Arc<dyn Runner>,
     shutdown: CancellationToken,
     task: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
 }
@@ -280,13 +301,13 @@ pub async fn in_process(args: &[String]) -> InProcess {
         "127.0.0.1:0".into(),
     ];
     all.extend_from_slice(args);
-    let flags = Flags::try_parse_from(all).expect("flags");
+    let flags = Flags::parse_args(all).expect("flags");
     let mut config = Config::from_flags(flags, SecretEnv::default()).expect("config");
     let app = Application::build_with_backoff(&mut config, fast_backoff())
         .await
         .expect("builds");
     let addr = app.local_addr();
-    let poller = app.poller();
+    let poller = app.collector("servicecosts").expect("servicecosts is enabled");
     let shutdown = CancellationToken::new();
     let task = tokio::spawn(app.serve_only(shutdown.clone()));
     InProcess {
@@ -380,6 +401,11 @@ impl Metrics {
 
     pub fn sum(&self, name: &str) -> f64 {
         self.matching(name, &[]).map(|s| s.2).sum()
+    }
+
+    /// The sum of the series of `name` that carry `labels`.
+    pub fn sum_of(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
+        self.matching(name, labels).map(|s| s.2).sum()
     }
 
     pub fn count(&self, name: &str) -> usize {

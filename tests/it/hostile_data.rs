@@ -5,7 +5,7 @@
 
 use std::collections::HashSet;
 
-use partnercenter_exporter::poller::PollOutcome;
+use partnercenter_exporter::collectors::PollOutcome;
 use partnercenter_exporter::simulator::Simulator;
 
 use crate::helpers::*;
@@ -273,7 +273,7 @@ async fn restart_into_fault(
 /// marked failed.
 fn assert_failed_and_kept(before: &Metrics, after: &Metrics, customers: usize, logs: &str) {
     assert_eq!(
-        after.get("partnercenter_polls_total", &[("result", "failure")]),
+        after.get("partnercenter_polls_total", &[("collector", "servicecosts"), ("result", "failure")]),
         Some(1.0),
         "{logs}"
     );
@@ -288,8 +288,8 @@ fn assert_failed_and_kept(before: &Metrics, after: &Metrics, customers: usize, l
     assert!(!money(before).is_empty());
     assert_eq!(money(after), money(before), "the last good data is kept");
     assert_eq!(
-        after.get("partnercenter_poll_last_success_timestamp_seconds", &[]),
-        before.get("partnercenter_poll_last_success_timestamp_seconds", &[]),
+        after.get("partnercenter_poll_last_success_timestamp_seconds", SERVICECOSTS),
+        before.get("partnercenter_poll_last_success_timestamp_seconds", SERVICECOSTS),
         "the staleness alert sees the age of the data"
     );
 }
@@ -322,7 +322,7 @@ async fn discovery_counts_each_customer_once_in_lower_case_and_skips_broken_item
     let logs = exporter.logs();
 
     assert_eq!(
-        m.get("partnercenter_polls_total", &[("result", "partial")]),
+        m.get("partnercenter_polls_total", &[("collector", "servicecosts"), ("result", "partial")]),
         Some(1.0),
         "the junk did not fail discovery: {logs}"
     );
@@ -421,14 +421,11 @@ async fn an_empty_customer_list_after_a_full_one_is_a_failed_discovery() {
     let after = exporter.metrics().await;
     assert_failed_and_kept(&before, &after, 5, "");
     assert_eq!(
-        after.get("partnercenter_polls_total", &[("result", "success")]),
+        after.get("partnercenter_polls_total", &[("collector", "servicecosts"), ("result", "success")]),
         Some(1.0)
     );
     // The cache still holds every customer.
-    let cached = partnercenter_exporter::snapshot::load_cache(&cache)
-        .unwrap()
-        .unwrap();
-    assert_eq!(cached.customers.len(), 5);
+    assert_eq!(cached_customers(&cache).unwrap(), Some(5));
     exporter.stop().await;
 }
 
@@ -443,7 +440,7 @@ async fn an_empty_customer_list_with_nothing_known_is_a_success() {
     let m = exporter.metrics().await;
     assert_eq!(m.count("partnercenter_customer_info"), 0);
     assert!(
-        m.get("partnercenter_poll_last_success_timestamp_seconds", &[])
+        m.get("partnercenter_poll_last_success_timestamp_seconds", SERVICECOSTS)
             .unwrap()
             > 1e9
     );
@@ -460,7 +457,7 @@ async fn an_empty_customer_list_after_a_restart_logs_one_line() {
     .await;
     assert_failed_and_kept(&before, &after, 7, &logs);
     assert_eq!(
-        after.get("partnercenter_polls_total", &[("result", "success")]),
+        after.get("partnercenter_polls_total", &[("collector", "servicecosts"), ("result", "success")]),
         Some(0.0)
     );
     let lines: Vec<&str> = logs
@@ -510,7 +507,7 @@ async fn a_customer_list_that_loops_logs_one_paging_line() {
         restart_into_fault(12, |sim| sim.knobs().set_looping_customer_pages(true)).await;
     assert_failed_and_kept(&before, &after, 12, &logs);
     assert_eq!(
-        after.get("partnercenter_polls_total", &[("result", "success")]),
+        after.get("partnercenter_polls_total", &[("collector", "servicecosts"), ("result", "success")]),
         Some(0.0)
     );
     // Three pages for the first run, at most three for the second.

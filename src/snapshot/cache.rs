@@ -1,76 +1,41 @@
-//! The snapshot: everything the exporter knows about the monitored customers after
-//! a poll, and its cache file.
+//! The cache file (`--poll.cache-file`): the snapshot on disk, every part with its
+//! fetch times, in a versioned JSON format, written atomically so that a crash at
+//! any moment leaves either the previous complete file or the new complete file; and
+//! the exclusive locks on state files.
 //!
-//! A [`Snapshot`] is immutable once built. The poller builds a complete new one at
-//! the end of every poll and swaps it in; scrapes and the landing page read whichever
-//! one is current without waiting. The cache file (`--poll.cache-file`) is the same
-//! snapshot on disk, in a versioned JSON format, written atomically so that a crash
-//! at any moment leaves either the previous complete file or the new complete file.
+//! Each part is stored under its name and read back by its collector's loader; a
+//! part that does not load (a collector's format changed, or the file was edited) is
+//! skipped with a warning and the other parts are served. A file of another format
+//! version is ignored as a whole.
 
+use std::collections::BTreeMap;
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
-use crate::model::CostLine;
+use super::{AnyPart, Part, Snapshot};
 
 /// The format version of the cache file. A file of any other version is ignored.
-pub const CACHE_FORMAT_VERSION: u32 = 1;
+/// Version 1 held one snapshot of service costs; version 2 holds parts.
+pub const CACHE_FORMAT_VERSION: u32 = 2;
 
-/// What the exporter knows after a poll.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct Snapshot {
-    /// Monitored customers, sorted by id so the exposition is stable.
-    pub customers: Vec<CustomerSnapshot>,
-    /// End of the last poll in which every customer succeeded, Unix seconds.
-    pub poll_last_success: Option<f64>,
-}
+/// Reads one part from its JSON form.
+pub type PartLoader = fn(serde_json::Value) -> serde_json::Result<Arc<dyn AnyPart>>;
 
-/// One customer's state.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct CustomerSnapshot {
-    pub id: String,
-    /// From the config file, else from Partner Center's company profile.
-    pub name: String,
-    pub domain: String,
-    /// From the config file, in the customer's billing currency.
-    pub budget: Option<f64>,
-    /// The last good figures (kept when a later fetch fails); empty when Partner
-    /// Center has no data for the customer.
-    pub costs: Vec<CostLine>,
-    /// Whether the last fetch succeeded (404 "no data" counts as success).
-    pub fetch_success: bool,
-    /// When `costs` were fetched, Unix seconds; `None` before the first success.
-    pub last_success: Option<f64>,
-}
-
-impl CustomerSnapshot {
-    /// The currency the customer is billed in, as Partner Center reports it.
-    pub fn currency(&self) -> Option<&str> {
-        self.costs.first().map(|c| c.currency.as_str())
-    }
-
-    /// After-tax spend summed per currency (almost always one currency).
-    pub fn after_tax_by_currency(&self) -> Vec<(&str, f64)> {
-        let mut sums: Vec<(&str, f64)> = Vec::new();
-        for line in &self.costs {
-            match sums.iter_mut().find(|(c, _)| *c == line.currency) {
-                Some((_, sum)) => *sum += line.after_tax,
-                None => sums.push((&line.currency, line.after_tax)),
-            }
-        }
-        sums
-    }
-}
-
-impl Snapshot {
-    pub fn customer(&self, id: &str) -> Option<&CustomerSnapshot> {
-        self.customers
-            .binary_search_by(|c| c.id.as_str().cmp(id))
-            .ok()
-            .and_then(|i| self.customers.get(i))
-    }
+/// The loader of a part of `T`s: keys sorted and each once, whatever the file says.
+pub fn load_part<T>(value: serde_json::Value) -> serde_json::Result<Arc<dyn AnyPart>>
+where
+    T: Serialize + DeserializeOwned + Send + Sync + 'static,
+{
+    let part: Part<T> = serde_json::from_value(value)?;
+    Ok(Arc::new(Part::from_entries(
+        part.entries,
+        part.last_success,
+    )))
 }
 
 /// Why a cache file was not loaded.
@@ -98,7 +63,7 @@ pub enum CacheError {
 struct CacheFileOut<'a> {
     version: u32,
     exporter_version: &'a str,
-    snapshot: &'a Snapshot,
+    parts: BTreeMap<&'a str, serde_json::Value>,
 }
 
 #[derive(Deserialize)]
@@ -108,11 +73,23 @@ struct CacheHeader {
 
 #[derive(Deserialize)]
 struct CacheFileIn {
-    snapshot: Snapshot,
+    parts: BTreeMap<String, serde_json::Value>,
 }
 
-/// Loads a cache file. `Ok(None)` when the file does not exist (a first start).
-pub fn load_cache(path: &Path) -> Result<Option<Snapshot>, CacheError> {
+/// A loaded cache file.
+#[derive(Debug)]
+pub struct Loaded {
+    pub snapshot: Snapshot,
+    /// One line per part that was skipped, for the log.
+    pub skipped: Vec<String>,
+}
+
+/// Loads a cache file: each part named in `loaders` that the file holds. `Ok(None)`
+/// when the file does not exist (a first start).
+pub fn load_cache(
+    path: &Path,
+    loaders: &[(&'static str, PartLoader)],
+) -> Result<Option<Loaded>, CacheError> {
     let bytes = match fs::read(path) {
         Ok(b) => b,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
@@ -134,30 +111,39 @@ pub fn load_cache(path: &Path) -> Result<Option<Snapshot>, CacheError> {
             found: header.version,
         });
     }
-    let file: CacheFileIn = serde_json::from_slice(&bytes).map_err(corrupt)?;
-    let mut snapshot = file.snapshot;
-    // Customer ids are keyed in lower case; files written before that may differ.
-    for c in &mut snapshot.customers {
-        c.id.make_ascii_lowercase();
+    let mut file: CacheFileIn = serde_json::from_slice(&bytes).map_err(corrupt)?;
+    let mut snapshot = Snapshot::default();
+    let mut skipped = Vec::new();
+    for (name, load) in loaders {
+        let Some(value) = file.parts.remove(*name) else {
+            continue;
+        };
+        match load(value) {
+            Ok(part) => snapshot = snapshot.with(name, part),
+            Err(err) => skipped.push(format!("part {name}: {err}")),
+        }
     }
-    snapshot.customers.sort_by(|a, b| a.id.cmp(&b.id));
-    snapshot.customers.dedup_by(|a, b| a.id == b.id);
-    Ok(Some(snapshot))
+    Ok(Some(Loaded { snapshot, skipped }))
 }
 
 /// Writes the cache file atomically: a temporary file in the same directory, fsync,
 /// rename over the old file, fsync of the directory. Mode 0600: spend per customer
 /// is commercially sensitive.
 pub fn save_cache(path: &Path, snapshot: &Snapshot) -> Result<(), CacheError> {
+    let write_error = |e: serde_json::Error| CacheError::Write {
+        path: path.to_owned(),
+        source: std::io::Error::other(e),
+    };
+    let mut parts = BTreeMap::new();
+    for (name, part) in snapshot.parts() {
+        parts.insert(name, part.to_json().map_err(write_error)?);
+    }
     let body = serde_json::to_vec(&CacheFileOut {
         version: CACHE_FORMAT_VERSION,
         exporter_version: env!("CARGO_PKG_VERSION"),
-        snapshot,
+        parts,
     })
-    .map_err(|e| CacheError::Write {
-        path: path.to_owned(),
-        source: std::io::Error::other(e),
-    })?;
+    .map_err(write_error)?;
     write_atomically(path, &body).map_err(|source| CacheError::Write {
         path: path.to_owned(),
         source,
@@ -294,36 +280,57 @@ impl StateLock {
 mod tests {
     use super::*;
 
+    use crate::snapshot::Fetched;
+
+    fn loaders() -> Vec<(&'static str, PartLoader)> {
+        vec![
+            ("numbers", load_part::<f64>),
+            ("words", load_part::<String>),
+        ]
+    }
+
     fn sample() -> Snapshot {
-        Snapshot {
-            customers: vec![CustomerSnapshot {
-                id: "a".into(),
-                name: "A \"quoted\"".into(),
-                domain: "a.example".into(),
-                budget: Some(100.0),
-                costs: vec![CostLine {
-                    invoice_type: "Recurring".into(),
-                    currency: "USD".into(),
-                    pretax: 1.5,
-                    tax: 0.25,
-                    after_tax: 1.75,
-                    period_start: Some(1.0),
-                    period_end: None,
-                }],
-                fetch_success: true,
-                last_success: Some(1234.5),
-            }],
-            poll_last_success: Some(99.0),
-        }
+        let numbers: Part<f64> = Part::from_entries(
+            vec![(
+                "ae1d5b32-f9ff-4252-b2bf-40e21937a51a".into(),
+                Fetched {
+                    value: Some(0.1 + 0.2),
+                    success: true,
+                    last_success: Some(1_795_395_090.565_894_1),
+                },
+            )],
+            Some(99.0),
+        );
+        let words: Part<String> = Part::from_entries(
+            vec![(
+                "k".into(),
+                Fetched {
+                    value: Some("A \"quoted\"\n".into()),
+                    success: false,
+                    last_success: None,
+                },
+            )],
+            None,
+        );
+        Snapshot::default()
+            .with("numbers", Arc::new(numbers))
+            .with("words", Arc::new(words))
+    }
+
+    fn assert_same(a: &Snapshot, b: &Snapshot) {
+        assert_eq!(a.part::<f64>("numbers"), b.part::<f64>("numbers"));
+        assert_eq!(a.part::<String>("words"), b.part::<String>("words"));
     }
 
     #[test]
-    fn cache_round_trips_with_mode_0600() {
+    fn every_part_round_trips_exactly_with_mode_0600() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("cache.json");
-        assert!(load_cache(&path).unwrap().is_none());
+        assert!(load_cache(&path, &loaders()).unwrap().is_none());
         save_cache(&path, &sample()).unwrap();
-        assert_eq!(load_cache(&path).unwrap(), Some(sample()));
+        let loaded = load_cache(&path, &loaders()).unwrap().unwrap();
+        assert!(loaded.skipped.is_empty());
+        assert_same(&loaded.snapshot, &sample());
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
@@ -335,28 +342,20 @@ mod tests {
     }
 
     #[test]
-    fn timestamps_and_amounts_round_trip_exactly() {
+    fn a_part_that_does_not_load_is_skipped_and_the_others_stay() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("cache.json");
-        let mut snapshot = sample();
-        snapshot.customers[0].last_success = Some(1_795_395_090.565_894_1);
-        snapshot.customers[0].costs[0].after_tax = 0.1 + 0.2;
-        save_cache(&path, &snapshot).unwrap();
-        assert_eq!(load_cache(&path).unwrap(), Some(snapshot));
-    }
-
-    #[test]
-    fn ids_of_older_files_are_read_in_lower_case() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("cache.json");
-        let mut upper = sample();
-        upper.customers[0].id = "AE1D5B32-F9FF-4252-B2BF-40E21937A51A".into();
-        save_cache(&path, &upper).unwrap();
-        let loaded = load_cache(&path).unwrap().unwrap();
-        assert_eq!(
-            loaded.customers[0].id,
-            "ae1d5b32-f9ff-4252-b2bf-40e21937a51a"
-        );
+        fs::write(
+            &path,
+            r#"{"version":2,"parts":{"numbers":{"entries":[["b",{"value":2.0,"success":true,"last_success":5.0}],["a",{"value":1.0,"success":true,"last_success":5.0}]],"last_success":null},"words":{"entries":"nonsense"},"unknown":{}}}"#,
+        )
+        .unwrap();
+        let loaded = load_cache(&path, &loaders()).unwrap().unwrap();
+        assert_eq!(loaded.skipped.len(), 1, "{:?}", loaded.skipped);
+        assert!(loaded.skipped[0].contains("words"));
+        let numbers = loaded.snapshot.part::<f64>("numbers").unwrap();
+        assert_eq!(numbers.entries[0].0, "a", "sorted on load");
+        assert!(loaded.snapshot.part::<String>("words").is_none());
     }
 
     #[test]
@@ -397,19 +396,19 @@ mod tests {
     }
 
     #[test]
-    fn corrupt_truncated_and_foreign_files_are_errors() {
+    fn corrupt_truncated_old_and_foreign_files_are_errors() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("cache.json");
         save_cache(&path, &sample()).unwrap();
         let good = fs::read(&path).unwrap();
+        let load = || load_cache(&path, &loaders());
         fs::write(&path, &good[..good.len() / 2]).unwrap();
-        assert!(matches!(load_cache(&path), Err(CacheError::Corrupt { .. })));
+        assert!(matches!(load(), Err(CacheError::Corrupt { .. })));
         fs::write(&path, b"\x00\x01garbage").unwrap();
-        assert!(matches!(load_cache(&path), Err(CacheError::Corrupt { .. })));
+        assert!(matches!(load(), Err(CacheError::Corrupt { .. })));
+        fs::write(&path, br#"{"version":1,"snapshot":{"customers":[]}}"#).unwrap();
+        assert!(matches!(load(), Err(CacheError::Version { found: 1, .. })));
         fs::write(&path, br#"{"version":99,"snapshot":{}}"#).unwrap();
-        assert!(matches!(
-            load_cache(&path),
-            Err(CacheError::Version { found: 99, .. })
-        ));
+        assert!(matches!(load(), Err(CacheError::Version { found: 99, .. })));
     }
 }
