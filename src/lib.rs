@@ -18,6 +18,7 @@
 //!   `Retry-After`, paging, bounded bodies.
 //! - [`retry`]: the backoff policy and `Retry-After` parsing shared by both clients.
 //! - [`model`]: the wire types and the tolerant body parsers.
+//! - [`usage_records`]: the wire types and parser of the customers' usage records.
 //! - [`poller`]: the background poll loop; builds a complete new snapshot per poll
 //!   and swaps it in; `poll_once` for tests.
 //! - [`snapshot`]: the snapshot type and its atomic cache file.
@@ -42,6 +43,7 @@ pub mod retry;
 pub mod server;
 pub mod simulator;
 pub mod snapshot;
+pub mod usage_records;
 pub mod web_config;
 
 /// Installs the process-wide TLS crypto provider (ring). Idempotent.
