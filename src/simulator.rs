@@ -963,6 +963,15 @@ impl Shared {
         )
     }
 
+    /// 403 for an app-only token on a route that supports App+User only.
+    fn app_user_only(&self) -> Response<Body> {
+        self.pc_error(
+            StatusCode::FORBIDDEN,
+            Value::from(2032),
+            "Access denied: this scenario supports authentication with App+User credentials only.",
+        )
+    }
+
     fn unauthorized(&self, code: Value, description: &str) -> Response<Body> {
         let mut resp = self.pc_error(StatusCode::UNAUTHORIZED, code, description);
         set_header(
@@ -1766,6 +1775,47 @@ struct CompanyProfile<'a> {
     attributes: Attributes,
 }
 
+/// Where the page asked for starts: `None` for the first page, else the offset in
+/// the `MS-ContinuationToken` of a `seekOperation=Next` request. The error is the
+/// response to send.
+fn seek_offset(
+    shared: &Shared,
+    headers: &HeaderMap,
+    query: &Form,
+) -> Result<Option<usize>, Box<Response<Body>>> {
+    match query.get("seekOperation") {
+        None => return Ok(None),
+        Some(op) if op.eq_ignore_ascii_case("next") || op == "0" => {}
+        Some(_) => {
+            return Err(Box::new(shared.pc_error(
+                StatusCode::BAD_REQUEST,
+                Value::from(400),
+                "Unsupported seekOperation; only Next is supported.",
+            )))
+        }
+    }
+    match header_str(headers, "ms-continuationtoken")
+        .and_then(|token| shared.parse_continuation(token))
+    {
+        Some(offset) => Ok(Some(offset)),
+        None => Err(Box::new(shared.pc_error(
+            StatusCode::BAD_REQUEST,
+            Value::from(400),
+            "The MS-ContinuationToken header is missing or invalid.",
+        ))),
+    }
+}
+
+/// The prefix of next-link URIs: `/v1/`, or nothing as some Partner Center
+/// answers have it ([`Knobs::set_next_link_without_v1`]).
+fn next_link_prefix(shared: &Shared) -> &'static str {
+    if shared.knobs.next_link_without_v1() {
+        ""
+    } else {
+        "/v1/"
+    }
+}
+
 fn customers(shared: &Shared, headers: &HeaderMap, query: Option<&str>) -> Response<Body> {
     if let Err(resp) = shared.api_gate(headers) {
         return *resp;
@@ -1783,33 +1833,11 @@ fn customers(shared: &Shared, headers: &HeaderMap, query: Option<&str>) -> Respo
             )
         }
     };
-    let next = match query.get("seekOperation") {
-        None => false,
-        Some(op) if op.eq_ignore_ascii_case("next") || op == "0" => true,
-        Some(_) => {
-            return shared.pc_error(
-                StatusCode::BAD_REQUEST,
-                Value::from(400),
-                "Unsupported seekOperation; only Next is supported.",
-            )
-        }
+    let seek = match seek_offset(shared, headers, &query) {
+        Ok(seek) => seek,
+        Err(resp) => return *resp,
     };
-    let offset = if next {
-        match header_str(headers, "ms-continuationtoken")
-            .and_then(|token| shared.parse_continuation(token))
-        {
-            Some(offset) => offset,
-            None => {
-                return shared.pc_error(
-                    StatusCode::BAD_REQUEST,
-                    Value::from(400),
-                    "The MS-ContinuationToken header is missing or invalid.",
-                )
-            }
-        }
-    } else {
-        0
-    };
+    let (next, offset) = (seek.is_some(), seek.unwrap_or(0));
 
     let (page, end, more) = {
         let state = lock(&shared.state);
@@ -1830,11 +1858,7 @@ fn customers(shared: &Shared, headers: &HeaderMap, query: Option<&str>) -> Respo
         format!("/v1/customers?size={size}")
     };
     let next_link = more.then(|| {
-        let prefix = if shared.knobs.next_link_without_v1() {
-            ""
-        } else {
-            "/v1/"
-        };
+        let prefix = next_link_prefix(shared);
         Link {
             uri: format!("{prefix}customers?size={size}&seekOperation=Next"),
             method: "GET",
@@ -1943,11 +1967,7 @@ async fn service_costs(
         Err(resp) => return *resp,
     };
     if principal.app_only {
-        return shared.pc_error(
-            StatusCode::FORBIDDEN,
-            Value::from(2032),
-            "Access denied: this scenario supports authentication with App+User credentials only.",
-        );
+        return shared.app_user_only();
     }
     if !period.eq_ignore_ascii_case("MostRecent") {
         return shared.pc_error(
