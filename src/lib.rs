@@ -20,6 +20,7 @@
 //! - [`http`]: outbound HTTP shared by both clients: typed transport errors,
 //!   bounded body reads, the backoff policy and `Retry-After` parsing.
 //! - [`model`]: the wire types and the tolerant body parsers.
+//! - [`usage_records`]: the wire types and parser of the customers' usage records.
 //! - [`collectors`]: the Collector seam and its scheduler; one file per collector
 //!   (`servicecosts`, `usage`), the shared customer discovery, and the published
 //!   state (one pre-encoded exposition per part).

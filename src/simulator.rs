@@ -4,16 +4,19 @@
 //! This module owns everything the fake server does: the AAD v1 and v2 token
 //! endpoints (`/{tenant}/oauth2/token`, `/{tenant}/oauth2/v2.0/token`), the legacy
 //! `generatetoken` exchange, customer discovery (`GET /v1/customers`, paged with
-//! `MS-ContinuationToken`) and the service-costs summary
-//! (`GET /v1/customers/{id}/servicecosts/{period}`), the deterministic synthetic
-//! customers behind them, the fault-injection [`Knobs`] and the request counters
-//! ([`Stats`], [`LoggedRequest`]). Behaviour follows `shared/partner-center/API.md`
-//! (§1 authentication, §2 service costs, §3 discovery, §4 REST conventions, §7).
+//! `MS-ContinuationToken`), the service-costs summary
+//! (`GET /v1/customers/{id}/servicecosts/{period}`) and the usage records of all
+//! customers (`GET /v1/customers/usagerecords`), the deterministic synthetic
+//! customers and usage records behind them, the fault-injection [`Knobs`] and the
+//! request counters ([`Stats`], [`LoggedRequest`]). Behaviour follows
+//! `docs/partner-center.md` (authentication, service costs, discovery, REST
+//! conventions, throttling, usage records).
 //!
-//! "Partner Center API routes" below means customers and servicecosts: throttling,
-//! the error rate and the in-flight count apply to them only. `generatetoken` is an
-//! authentication route; like the token endpoints it is only subject to latency.
-//! Everything is in memory; no lock is held across an `.await`.
+//! "Partner Center API routes" below means customers, servicecosts and
+//! usagerecords: throttling, the error rate and the in-flight count apply to them
+//! only. `generatetoken` is an authentication route; like the token endpoints it is
+//! only subject to latency. Everything is in memory; no lock is held across an
+//! `.await`.
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::convert::Infallible;
@@ -171,6 +174,8 @@ pub struct Stats {
     pub customers: u64,
     /// Requests to `.../servicecosts/{period}`.
     pub servicecosts: u64,
+    /// Requests to `GET /v1/customers/usagerecords`.
+    pub usagerecords: u64,
     /// Requests to `/generatetoken` and `/v3/generatetoken`.
     pub generatetoken: u64,
     /// 429 responses sent.
@@ -187,6 +192,7 @@ pub enum Endpoint {
     Token,
     Customers,
     ServiceCosts,
+    UsageRecords,
     GenerateToken,
     Other,
 }
@@ -194,7 +200,10 @@ pub enum Endpoint {
 impl Endpoint {
     /// Partner Center API routes: throttled, faulted and counted in flight.
     fn is_api(self) -> bool {
-        matches!(self, Endpoint::Customers | Endpoint::ServiceCosts)
+        matches!(
+            self,
+            Endpoint::Customers | Endpoint::ServiceCosts | Endpoint::UsageRecords
+        )
     }
 }
 
@@ -260,6 +269,19 @@ struct KnobState {
     access_token_lifetime: Duration,
     token_expires_in: Option<Value>,
     token_refresh_token: Option<String>,
+    usage: UsageKnobs,
+}
+
+/// The knobs of `GET /v1/customers/usagerecords`.
+#[derive(Clone, Default)]
+struct UsageKnobs {
+    status: Option<u16>,
+    page_size: Option<usize>,
+    body: Option<Arc<str>>,
+    budget_null: bool,
+    /// Records served instead of the synthetic ones, by lower-case customer id;
+    /// `Value::Null` is no record.
+    records: BTreeMap<String, Value>,
 }
 
 /// A token bucket: `per_minute` requests a minute, holding 5 seconds' worth.
@@ -350,6 +372,7 @@ impl Knobs {
                 access_token_lifetime: config.access_token_lifetime,
                 token_expires_in: None,
                 token_refresh_token: None,
+                usage: UsageKnobs::default(),
             }),
         }
     }
@@ -368,7 +391,8 @@ impl Knobs {
         self.state().page_size_cap = cap.max(1);
     }
 
-    /// Next links as `customers?size=..&seekOperation=Next` instead of `/v1/customers?..`.
+    /// Next links as `customers?size=..&seekOperation=Next` instead of
+    /// `/v1/customers?..` (and the usage records' likewise).
     pub fn set_next_link_without_v1(&self, on: bool) {
         self.state().next_link_without_v1 = on;
     }
@@ -477,6 +501,50 @@ impl Knobs {
     /// tokens issued before stay valid. `None` = a new token each time.
     pub fn set_token_refresh_token(&self, value: Option<String>) {
         self.state().token_refresh_token = value;
+    }
+
+    /// Answers every `GET /v1/customers/usagerecords` with this status and the body
+    /// [`Knobs::set_status`] gives it (401 → MFA body, 403 → no relationship body,
+    /// 429 → throttled body, others → Partner Center error body); `None` = the
+    /// records again.
+    pub fn set_usage_status(&self, status: Option<u16>) {
+        self.state().usage.status = status;
+    }
+
+    /// Splits the usage records into pages of at most this many records (0 counts
+    /// as 1), linked by `links.next` with an `MS-ContinuationToken` header as the
+    /// customer list is; `None` = one collection without a next link, as documented.
+    pub fn set_usage_page_size(&self, size: Option<usize>) {
+        self.state().usage.page_size = size.map(|size| size.max(1));
+    }
+
+    /// `GET /v1/customers/usagerecords` answers 200 with exactly this body (`None`:
+    /// the records again), for bodies the synthetic records never have.
+    pub fn set_usage_body(&self, body: Option<String>) {
+        self.state().usage.body = body.map(Arc::from);
+    }
+
+    /// Synthetic records without a budget carry `"amount": null` in their budget
+    /// instead of leaving the key out (both mean "no budget").
+    pub fn set_usage_budget_null(&self, on: bool) {
+        self.state().usage.budget_null = on;
+    }
+
+    /// Serves this record for the customer (ids compare case-insensitively), as
+    /// given, instead of its synthetic one: `Some(Value::Null)` = no record, `None` =
+    /// the synthetic record again. Records set for ids that are no current
+    /// customer's come after the customers' records, in id order.
+    pub fn set_usage_record(&self, customer_id: &str, record: Option<Value>) {
+        let key = customer_id.to_ascii_lowercase();
+        let mut state = self.state();
+        match record {
+            Some(record) => state.usage.records.insert(key, record),
+            None => state.usage.records.remove(&key),
+        };
+    }
+
+    fn usage(&self) -> UsageKnobs {
+        self.state().usage.clone()
     }
 
     fn latency(&self) -> Duration {
@@ -640,6 +708,19 @@ impl Simulator {
         } else {
             state.customers.push(entry);
         }
+    }
+
+    /// The records `GET /v1/customers/usagerecords` serves now, in order, with the
+    /// records set by [`Knobs::set_usage_record`] and [`Knobs::set_usage_budget_null`]
+    /// applied (not paging, a forced status or a given body). Amounts are the f64s
+    /// that the served text, 20 fractional digits or not, reads back as.
+    pub fn usage_records(&self) -> Vec<Value> {
+        let knobs = self.shared.knobs.usage();
+        self.shared
+            .usage_records(knobs.budget_null, knobs.records)
+            .into_iter()
+            .map(|record| record.value)
+            .collect()
     }
 
     /// Every access and refresh token ever issued, the client secret and the password.
@@ -813,12 +894,46 @@ impl Shared {
         }
     }
 
+    /// The usage records served now, in discovery order (`overrides` instead of
+    /// the synthetic ones where set), then the overrides of ids that are no current
+    /// customer's.
+    fn usage_records(
+        &self,
+        budget_null: bool,
+        mut overrides: BTreeMap<String, Value>,
+    ) -> Vec<ServedRecord> {
+        let entries = lock(&self.state).customers.clone();
+        let day = unix_now().div_euclid(86_400);
+        let mut served = Vec::with_capacity(entries.len() + overrides.len());
+        for entry in &entries {
+            match overrides.remove(&entry.key) {
+                Some(Value::Null) => {}
+                Some(value) => served.push(ServedRecord {
+                    value,
+                    long_decimals: false,
+                }),
+                None => served.extend(usage_record(entry, day, budget_null)),
+            }
+        }
+        served.extend(
+            overrides
+                .into_values()
+                .filter(|value| !value.is_null())
+                .map(|value| ServedRecord {
+                    value,
+                    long_decimals: false,
+                }),
+        );
+        served
+    }
+
     fn count_arrival(&self, endpoint: Endpoint) {
         let mut stats = lock(&self.stats);
         match endpoint {
             Endpoint::Token => stats.token += 1,
             Endpoint::Customers => stats.customers += 1,
             Endpoint::ServiceCosts => stats.servicecosts += 1,
+            Endpoint::UsageRecords => stats.usagerecords += 1,
             Endpoint::GenerateToken => stats.generatetoken += 1,
             Endpoint::Other => {}
         }
@@ -963,6 +1078,15 @@ impl Shared {
         )
     }
 
+    /// 403 for an app-only token on a route that supports App+User only.
+    fn app_user_only(&self) -> Response<Body> {
+        self.pc_error(
+            StatusCode::FORBIDDEN,
+            Value::from(2032),
+            "Access denied: this scenario supports authentication with App+User credentials only.",
+        )
+    }
+
     fn unauthorized(&self, code: Value, description: &str) -> Response<Body> {
         let mut resp = self.pc_error(StatusCode::UNAUTHORIZED, code, description);
         set_header(
@@ -1085,6 +1209,7 @@ fn classify(path: &str) -> Endpoint {
         [_, "oauth2", "token"] | [_, "oauth2", "v2.0", "token"] => Endpoint::Token,
         ["generatetoken"] | ["v3", "generatetoken"] => Endpoint::GenerateToken,
         ["v1", "customers"] => Endpoint::Customers,
+        ["v1", "customers", "usagerecords"] => Endpoint::UsageRecords,
         ["v1", "customers", _, "servicecosts", _] => Endpoint::ServiceCosts,
         _ => Endpoint::Other,
     }
@@ -1149,6 +1274,9 @@ async fn route(
         ("POST", ["generatetoken"]) => generate_token(shared, false, headers, body).await,
         ("POST", ["v3", "generatetoken"]) => generate_token(shared, true, headers, body).await,
         ("GET", ["v1", "customers"]) => customers(shared, headers, parts.uri.query()),
+        ("GET", ["v1", "customers", "usagerecords"]) => {
+            usage_records(shared, headers, parts.uri.query())
+        }
         ("GET", ["v1", "customers", id, "servicecosts", period]) => {
             service_costs(shared, headers, id, period).await
         }
@@ -1766,6 +1894,47 @@ struct CompanyProfile<'a> {
     attributes: Attributes,
 }
 
+/// Where the page asked for starts: `None` for the first page, else the offset in
+/// the `MS-ContinuationToken` of a `seekOperation=Next` request. The error is the
+/// response to send.
+fn seek_offset(
+    shared: &Shared,
+    headers: &HeaderMap,
+    query: &Form,
+) -> Result<Option<usize>, Box<Response<Body>>> {
+    match query.get("seekOperation") {
+        None => return Ok(None),
+        Some(op) if op.eq_ignore_ascii_case("next") || op == "0" => {}
+        Some(_) => {
+            return Err(Box::new(shared.pc_error(
+                StatusCode::BAD_REQUEST,
+                Value::from(400),
+                "Unsupported seekOperation; only Next is supported.",
+            )))
+        }
+    }
+    match header_str(headers, "ms-continuationtoken")
+        .and_then(|token| shared.parse_continuation(token))
+    {
+        Some(offset) => Ok(Some(offset)),
+        None => Err(Box::new(shared.pc_error(
+            StatusCode::BAD_REQUEST,
+            Value::from(400),
+            "The MS-ContinuationToken header is missing or invalid.",
+        ))),
+    }
+}
+
+/// The prefix of next-link URIs: `/v1/`, or nothing as some Partner Center
+/// answers have it ([`Knobs::set_next_link_without_v1`]).
+fn next_link_prefix(shared: &Shared) -> &'static str {
+    if shared.knobs.next_link_without_v1() {
+        ""
+    } else {
+        "/v1/"
+    }
+}
+
 fn customers(shared: &Shared, headers: &HeaderMap, query: Option<&str>) -> Response<Body> {
     if let Err(resp) = shared.api_gate(headers) {
         return *resp;
@@ -1783,33 +1952,11 @@ fn customers(shared: &Shared, headers: &HeaderMap, query: Option<&str>) -> Respo
             )
         }
     };
-    let next = match query.get("seekOperation") {
-        None => false,
-        Some(op) if op.eq_ignore_ascii_case("next") || op == "0" => true,
-        Some(_) => {
-            return shared.pc_error(
-                StatusCode::BAD_REQUEST,
-                Value::from(400),
-                "Unsupported seekOperation; only Next is supported.",
-            )
-        }
+    let seek = match seek_offset(shared, headers, &query) {
+        Ok(seek) => seek,
+        Err(resp) => return *resp,
     };
-    let offset = if next {
-        match header_str(headers, "ms-continuationtoken")
-            .and_then(|token| shared.parse_continuation(token))
-        {
-            Some(offset) => offset,
-            None => {
-                return shared.pc_error(
-                    StatusCode::BAD_REQUEST,
-                    Value::from(400),
-                    "The MS-ContinuationToken header is missing or invalid.",
-                )
-            }
-        }
-    } else {
-        0
-    };
+    let (next, offset) = (seek.is_some(), seek.unwrap_or(0));
 
     let (page, end, more) = {
         let state = lock(&shared.state);
@@ -1830,11 +1977,7 @@ fn customers(shared: &Shared, headers: &HeaderMap, query: Option<&str>) -> Respo
         format!("/v1/customers?size={size}")
     };
     let next_link = more.then(|| {
-        let prefix = if shared.knobs.next_link_without_v1() {
-            ""
-        } else {
-            "/v1/"
-        };
+        let prefix = next_link_prefix(shared);
         Link {
             uri: format!("{prefix}customers?size={size}&seekOperation=Next"),
             method: "GET",
@@ -1943,11 +2086,7 @@ async fn service_costs(
         Err(resp) => return *resp,
     };
     if principal.app_only {
-        return shared.pc_error(
-            StatusCode::FORBIDDEN,
-            Value::from(2032),
-            "Access denied: this scenario supports authentication with App+User credentials only.",
-        );
+        return shared.app_user_only();
     }
     if !period.eq_ignore_ascii_case("MostRecent") {
         return shared.pc_error(
@@ -2142,6 +2281,267 @@ fn huge_body(shared: &Shared, customer_id: &str) -> Response<Body> {
 }
 
 // ---------------------------------------------------------------------------
+// GET /v1/customers/usagerecords (docs/partner-center.md, "Usage records")
+// ---------------------------------------------------------------------------
+
+/// A record as served: its JSON and whether its amounts are written with 20
+/// fractional digits, as Partner Center writes .NET decimals.
+struct ServedRecord {
+    value: Value,
+    long_decimals: bool,
+}
+
+impl ServedRecord {
+    /// The record's JSON text. A `Value` holds an f64, which serde writes in its
+    /// shortest form; a long-decimal record has its amounts rewritten with 20
+    /// fractional digits that read back as the same f64.
+    fn to_json(&self) -> String {
+        let mut text = self.value.to_string();
+        if self.long_decimals {
+            for key in ["totalCost", "usdTotalCost"] {
+                let value = self.value.get(key).filter(|v| v.is_f64());
+                if let Some(x) = value.and_then(Value::as_f64) {
+                    let shortest = format!("\"{key}\":{}", Value::from(x));
+                    let long = format!("\"{key}\":{}", decimal20(x));
+                    text = text.replacen(&shortest, &long, 1);
+                }
+            }
+        }
+        text
+    }
+}
+
+/// `x` with 20 fractional digits (`120.56829999999959568413`), or in its shortest
+/// form where those would not read back as `x`.
+fn decimal20(x: f64) -> String {
+    let long = format!("{x:.20}");
+    if long.parse::<f64>() == Ok(x) {
+        long
+    } else {
+        Value::from(x).to_string()
+    }
+}
+
+fn usage_records(shared: &Shared, headers: &HeaderMap, query: Option<&str>) -> Response<Body> {
+    let principal = match shared.api_gate(headers) {
+        Ok(principal) => principal,
+        Err(resp) => return *resp,
+    };
+    if principal.app_only {
+        return shared.app_user_only();
+    }
+    let UsageKnobs {
+        status,
+        page_size,
+        body,
+        budget_null,
+        records,
+    } = shared.knobs.usage();
+    if let Some(status) = status {
+        return forced_status(shared, status);
+    }
+    if let Some(body) = body {
+        return shared.json_bytes(StatusCode::OK, JSON_UTF8, body.as_bytes());
+    }
+    let seek = match seek_offset(shared, headers, &Form::parse(query.unwrap_or(""))) {
+        Ok(seek) => seek,
+        Err(resp) => return *resp,
+    };
+    let records = shared.usage_records(budget_null, records);
+    let start = seek.unwrap_or(0).min(records.len());
+    let end = start
+        .saturating_add(page_size.unwrap_or(usize::MAX))
+        .min(records.len());
+    let self_uri = if seek.is_some() {
+        "/v1/customers/usagerecords?seekOperation=Next"
+    } else {
+        "/v1/customers/usagerecords"
+    };
+    let links = PageLinks {
+        self_link: Link::get(self_uri.to_owned()),
+        next: (end < records.len()).then(|| Link {
+            uri: format!(
+                "{}customers/usagerecords?seekOperation=Next",
+                next_link_prefix(shared)
+            ),
+            method: "GET",
+            headers: vec![LinkHeader {
+                key: "MS-ContinuationToken",
+                value: shared.continuation_token(end, None),
+            }],
+        }),
+    };
+    let items: Vec<String> = records[start..end]
+        .iter()
+        .map(ServedRecord::to_json)
+        .collect();
+    let body = format!(
+        "{{\"totalCount\":{},\"items\":[{}],\"links\":{},\"attributes\":{{\"objectType\":\"Collection\"}}}}",
+        items.len(),
+        items.join(","),
+        serde_json::to_string(&links).unwrap_or_else(|_| "{}".to_owned()),
+    );
+    shared.json_bytes(StatusCode::OK, JSON_UTF8, body.as_bytes())
+}
+
+/// The documented example's Azure-plan `totalCost`, which the documented customer
+/// spends against a budget of 20 (docs/partner-center.md, "Usage records").
+#[allow(clippy::excessive_precision)]
+const DOCUMENTED_USAGE_TOTAL: f64 = 120.5682999999995904716;
+/// Budgets set on synthetic customers, in the customer's currency.
+const USAGE_BUDGETS: [f64; 7] = [25.0, 50.0, 100.0, 250.0, 500.0, 1_000.0, 2_500.0];
+/// What share of the budget a synthetic customer has used: under, trending over
+/// (close to it early in the month) and over.
+const USAGE_PERCENTS: [f64; 7] = [23.5, 48.2, 71.9, 88.4, 93.7, 112.6, 164.3];
+
+/// The synthetic usage record of a customer, derived from its id alone (so that a
+/// customer keeps its record whatever else is added or removed): about every
+/// fourth customer has none (no usage-based subscription), about every seventh a
+/// legacy one (`currencyLocale`, `isUpgraded: false`), the rest an Azure-plan one
+/// in the currency of their service costs. About 60% have a budget; about half of
+/// the Azure-plan records carry amounts with 20 fractional digits. The documented
+/// customer is over budget, as in the documented example. `day` is today's Unix
+/// day: the estimate was last refreshed yesterday.
+fn usage_record(entry: &Entry, day: i64, budget_null: bool) -> Option<ServedRecord> {
+    let mut rng = SplitMix64(fnv1a(entry.key.as_bytes()) ^ 0x05A6_E5EC_0DE5_u64);
+    let documented = entry.key == DOCUMENTED_ID;
+    let legacy = match rng.next_u64() % 28 {
+        _ if documented => false,
+        0..7 => return None,
+        7..11 => true,
+        _ => false,
+    };
+    let currency = entry.currency();
+    let (budget, total, percent, long) = if documented {
+        (Some(20.0), DOCUMENTED_USAGE_TOTAL, 602.84, true)
+    } else if rng.next_f64() < 0.6 {
+        let budget = USAGE_BUDGETS[(rng.next_u64() % USAGE_BUDGETS.len() as u64) as usize];
+        let target = USAGE_PERCENTS[(rng.next_u64() % USAGE_PERCENTS.len() as u64) as usize];
+        let long = !legacy && rng.next_f64() < 0.5;
+        let raw = budget * target / 100.0;
+        let total = if long { raw } else { round2(raw) };
+        (Some(budget), total, round2(total / budget * 100.0), long)
+    } else {
+        let long = !legacy && rng.next_f64() < 0.5;
+        let raw = log_uniform(&mut rng, 3.0, 4_000.0);
+        (None, if long { raw } else { round2(raw) }, 0.0, long)
+    };
+    let number = |x: f64| {
+        if long {
+            serde_json::Number::from_f64(x).map_or(Value::Null, Value::Number)
+        } else {
+            amount(x, true)
+        }
+    };
+    let usd = total * usd_rate(currency);
+    let mut spending_budget = serde_json::Map::new();
+    match budget {
+        Some(budget) => {
+            spending_budget.insert("amount".to_owned(), amount(budget, true));
+        }
+        None if budget_null => {
+            spending_budget.insert("amount".to_owned(), Value::Null);
+        }
+        // No budget: the key is left out, as in the documented example.
+        None => {}
+    }
+    spending_budget.insert(
+        "attributes".to_owned(),
+        serde_json::json!({"objectType": "SpendingBudget"}),
+    );
+    let budget = Value::Object(spending_budget);
+    let id = Value::from(entry.customer.id.as_str());
+    let name = Value::from(entry.customer.name.as_str());
+    let mut record = serde_json::Map::new();
+    record.insert("budget".to_owned(), budget.clone());
+    record.insert("customerSpendingBudget".to_owned(), budget);
+    record.insert("percentUsed".to_owned(), amount(percent, true));
+    record.insert("isUpgraded".to_owned(), Value::from(!legacy));
+    record.insert("resourceId".to_owned(), id.clone());
+    record.insert("id".to_owned(), id);
+    record.insert("resourceName".to_owned(), name.clone());
+    record.insert("name".to_owned(), name);
+    record.insert("totalCost".to_owned(), number(total));
+    if legacy {
+        // The documented legacy record has a locale, not a currency, and a zero
+        // `usdTotalCost`: the USD estimate is an Azure-plan field.
+        record.insert("currencyLocale".to_owned(), Value::from(locale(currency)));
+        record.insert("usdTotalCost".to_owned(), Value::from(0));
+    } else {
+        record.insert("currencyCode".to_owned(), Value::from(currency));
+        record.insert(
+            "currencySymbol".to_owned(),
+            Value::from(currency_symbol(currency)),
+        );
+        let usd = if long { usd } else { round2(usd) };
+        record.insert("usdTotalCost".to_owned(), number(usd));
+    }
+    record.insert(
+        "lastModifiedDate".to_owned(),
+        Value::from(refreshed_at(day - 1, &mut rng)),
+    );
+    record.insert(
+        "attributes".to_owned(),
+        serde_json::json!({"objectType": "CustomerMonthlyUsageRecord"}),
+    );
+    Some(ServedRecord {
+        value: Value::Object(record),
+        long_decimals: long,
+    })
+}
+
+/// A time on Unix day `day` as Partner Center writes `lastModifiedDate`: a
+/// fraction without trailing zeros and a `+00:00` offset.
+fn refreshed_at(day: i64, rng: &mut SplitMix64) -> String {
+    let (year, month, date) = civil_from_days(day);
+    let second = rng.next_u64() % 86_400;
+    let millis = format!("{:03}", rng.next_u64() % 1_000);
+    let millis = millis.trim_end_matches('0');
+    let fraction = if millis.is_empty() {
+        String::new()
+    } else {
+        format!(".{millis}")
+    };
+    format!(
+        "{year:04}-{month:02}-{date:02}T{:02}:{:02}:{:02}{fraction}+00:00",
+        second / 3600,
+        second / 60 % 60,
+        second % 60
+    )
+}
+
+/// The culture of a legacy customer billed in `currency`.
+fn locale(currency: &str) -> &'static str {
+    match currency {
+        "EUR" => "fr-FR",
+        "GBP" => "en-GB",
+        "SEK" => "sv-SE",
+        "JPY" => "ja-JP",
+        _ => "en-US",
+    }
+}
+
+/// Rough USD per unit of `currency`, for `usdTotalCost`.
+fn usd_rate(currency: &str) -> f64 {
+    match currency {
+        "EUR" => 1.08,
+        "GBP" => 1.27,
+        "SEK" => 0.095,
+        "JPY" => 0.0067,
+        "AUD" => 0.66,
+        "CAD" => 0.73,
+        _ => 1.0,
+    }
+}
+
+/// FNV-1a: a hash that is the same in every process (std's is seeded per process).
+fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xCBF2_9CE4_8422_2325, |hash, &b| {
+        (hash ^ u64::from(b)).wrapping_mul(0x0100_0000_01B3)
+    })
+}
+
+// ---------------------------------------------------------------------------
 // Synthetic data
 // ---------------------------------------------------------------------------
 
@@ -2196,6 +2596,17 @@ impl Entry {
                     })
                     .collect(),
             ),
+        }
+    }
+
+    /// The currency of the customer's service costs (USD when it has none).
+    fn currency(&self) -> &str {
+        if let Some(first) = self.monthly.as_ref().and_then(|m| m.first()) {
+            return first.currency;
+        }
+        match &self.customer.costs {
+            SimCosts::Generated(details) => details.first().map_or("USD", |d| &d.currency),
+            SimCosts::Documented | SimCosts::NoData => "USD",
         }
     }
 
@@ -3711,6 +4122,440 @@ mod tests {
         let resp = client.get(v1_url(&sim)).send().await.unwrap();
         assert_eq!(resp.status(), 405);
         assert!(!user_token(&sim, &client).await.is_empty());
+    }
+
+    // --- usage records ---
+
+    fn usage_url(sim: &Simulator) -> String {
+        format!("{}/v1/customers/usagerecords", sim.url())
+    }
+
+    async fn app_token(sim: &Simulator, client: &reqwest::Client) -> String {
+        let creds = sim.credentials();
+        let (status, body) = post_form(
+            client,
+            &v1_url(sim),
+            &[
+                ("resource", PC_RESOURCE),
+                ("client_id", &creds.client_id),
+                ("client_secret", &creds.client_secret),
+                ("grant_type", "client_credentials"),
+            ],
+        )
+        .await;
+        assert_eq!(status, 200, "{body}");
+        body["access_token"].as_str().unwrap().to_owned()
+    }
+
+    /// Follows `links.next` from `GET /v1/customers/usagerecords`; returns the items
+    /// of all pages and the next-link URIs seen.
+    async fn crawl_usage(
+        sim: &Simulator,
+        client: &reqwest::Client,
+        token: &str,
+    ) -> (Vec<Value>, Vec<String>) {
+        let mut items = Vec::new();
+        let mut next_uris = Vec::new();
+        let mut request = client.get(usage_url(sim));
+        loop {
+            let resp = request.bearer_auth(token).send().await.unwrap();
+            assert_eq!(resp.status(), 200);
+            let page: Value = resp.json().await.unwrap();
+            let page_items = page["items"].as_array().unwrap();
+            assert_eq!(page["totalCount"].as_u64(), Some(page_items.len() as u64));
+            assert_eq!(page["attributes"]["objectType"], "Collection");
+            items.extend(page_items.iter().cloned());
+            let Some(next) = page["links"].get("next") else {
+                break;
+            };
+            assert_eq!(next["method"], "GET");
+            let uri = next["uri"].as_str().unwrap().to_owned();
+            let url = match uri.strip_prefix("/v1/") {
+                Some(rest) => format!("{}/v1/{rest}", sim.url()),
+                None => format!("{}/v1/{uri}", sim.url()),
+            };
+            next_uris.push(uri);
+            request = client.get(url);
+            for h in next["headers"].as_array().unwrap() {
+                request = request.header(h["key"].as_str().unwrap(), h["value"].as_str().unwrap());
+            }
+        }
+        (items, next_uris)
+    }
+
+    /// The number of fractional digits of the first `"key":<number>` in `text`.
+    fn fraction_digits(text: &str, key: &str) -> Option<usize> {
+        let at = text.find(&format!("\"{key}\":"))? + key.len() + 3;
+        let number: String = text[at..]
+            .chars()
+            .take_while(|c| c.is_ascii_digit() || *c == '.' || *c == '-')
+            .collect();
+        Some(number.split_once('.').map_or(0, |(_, f)| f.len()))
+    }
+
+    #[tokio::test]
+    async fn usage_records_have_the_documented_shapes() {
+        let sim = start().await;
+        let client = client();
+        let token = user_token(&sim, &client).await;
+        let resp = get(&client, &usage_url(&sim), &token).await;
+        assert_eq!(resp.status(), 200);
+        assert_eq!(resp.headers()["content-type"], JSON_UTF8);
+        assert!(resp.headers().contains_key("ms-requestid"));
+        let text = resp.text().await.unwrap();
+        let body: Value = serde_json::from_str(&text).unwrap();
+        let items = body["items"].as_array().unwrap();
+        assert_eq!(body["totalCount"].as_u64(), Some(items.len() as u64));
+        assert_eq!(body["attributes"]["objectType"], "Collection");
+        assert_eq!(body["links"]["self"]["uri"], "/v1/customers/usagerecords");
+        assert!(
+            body["links"].get("next").is_none(),
+            "unpaged, as documented"
+        );
+        assert_eq!(items, &sim.usage_records());
+
+        let customers: HashSet<String> = sim.customers().into_iter().map(|c| c.id).collect();
+        let now = unix_now() as f64;
+        for item in items {
+            let id = item["resourceId"].as_str().unwrap();
+            assert!(customers.contains(id), "{id}");
+            assert_eq!(item["id"], id);
+            assert_eq!(item["resourceName"], item["name"]);
+            assert_eq!(
+                item["attributes"]["objectType"],
+                "CustomerMonthlyUsageRecord"
+            );
+            assert_eq!(item["budget"], item["customerSpendingBudget"]);
+            assert_eq!(item["budget"]["attributes"]["objectType"], "SpendingBudget");
+            let date = item["lastModifiedDate"].as_str().unwrap();
+            assert!(date.ends_with("+00:00"), "{date}");
+            let refreshed = crate::model::parse_timestamp(Some(date), "lastModifiedDate")
+                .unwrap()
+                .unwrap();
+            assert!(
+                refreshed < now && refreshed > now - 2.0 * 86_400.0,
+                "{date}"
+            );
+            if item["isUpgraded"] == true {
+                assert!(item["currencyCode"].is_string(), "{item}");
+                assert!(item["usdTotalCost"].is_number(), "{item}");
+                assert!(item.get("currencyLocale").is_none(), "{item}");
+            } else {
+                assert_eq!(item["isUpgraded"], false);
+                assert!(item["currencyLocale"].is_string(), "{item}");
+                assert!(item.get("currencyCode").is_none(), "{item}");
+            }
+            let total = item["totalCost"].as_f64().unwrap();
+            let percent = item["percentUsed"].as_f64().unwrap();
+            match item["budget"].get("amount") {
+                None => assert_eq!(item["percentUsed"], 0, "{item}"),
+                Some(budget) => {
+                    let budget = budget.as_f64().unwrap();
+                    assert!((percent - total / budget * 100.0).abs() < 0.01, "{item}");
+                }
+            }
+        }
+
+        // The documented customer spends the documented amount, in 20 digits.
+        let documented = items
+            .iter()
+            .find(|item| item["resourceId"] == DOCUMENTED_ID)
+            .unwrap();
+        assert_eq!(
+            documented["totalCost"].as_f64(),
+            Some(DOCUMENTED_USAGE_TOTAL)
+        );
+        assert_eq!(documented["percentUsed"], 602.84);
+        assert_eq!(documented["budget"]["amount"], 20);
+        assert!(
+            text.contains("\"totalCost\":120.56829999999959568413,"),
+            "{text}"
+        );
+
+        // The exporter's parser reads every record, to the same values.
+        let page = crate::usage_records::parse_usage_records(text.as_bytes()).unwrap();
+        assert_eq!((page.records.len(), page.skipped), (items.len(), 0));
+        for (record, item) in page.records.iter().zip(items) {
+            assert_eq!(Some(record.total_cost), item["totalCost"].as_f64());
+            assert_eq!(record.usd_total_cost, item["usdTotalCost"].as_f64());
+            assert_eq!(record.budget, item["budget"]["amount"].as_f64());
+        }
+
+        assert_eq!(sim.stats().usagerecords, 1);
+        let logged: Vec<LoggedRequest> = sim
+            .request_log()
+            .into_iter()
+            .filter(|r| r.endpoint == Endpoint::UsageRecords)
+            .collect();
+        assert_eq!(logged.len(), 1);
+        assert_eq!(
+            (logged[0].path.as_str(), logged[0].status),
+            ("/v1/customers/usagerecords", 200)
+        );
+    }
+
+    #[test]
+    fn the_default_usage_records_show_every_shape() {
+        let config = SimulatorConfig::default();
+        let shared = Shared::new(&config);
+        let served = shared.usage_records(false, BTreeMap::new());
+        let records: Vec<&Value> = served.iter().map(|r| &r.value).collect();
+        let azure_plan = records.iter().filter(|r| r["isUpgraded"] == true).count();
+        let legacy = records.iter().filter(|r| r["isUpgraded"] == false).count();
+        assert_eq!(azure_plan + legacy, records.len());
+        assert!(legacy >= 1 && azure_plan > legacy, "{legacy} {azure_plan}");
+        assert!(
+            records.len() < config.customers,
+            "some customers have no record"
+        );
+        assert!(records.iter().any(|r| r["resourceId"] == DOCUMENTED_ID));
+
+        let percents: Vec<f64> = records
+            .iter()
+            .filter(|r| r["budget"].get("amount").is_some())
+            .map(|r| r["percentUsed"].as_f64().unwrap())
+            .collect();
+        assert!(percents.len() < records.len(), "some have no budget");
+        assert!(percents.iter().any(|p| *p > 100.0), "{percents:?}");
+        assert!(
+            percents.iter().any(|p| (70.0..=100.0).contains(p)),
+            "{percents:?}"
+        );
+        assert!(
+            records
+                .iter()
+                .any(|r| r["isUpgraded"] == false && r["budget"].get("amount").is_some()),
+            "a legacy customer with a budget"
+        );
+
+        let digits: Vec<Option<usize>> = served
+            .iter()
+            .filter(|r| r.value["isUpgraded"] == true)
+            .map(|r| fraction_digits(&r.to_json(), "totalCost"))
+            .collect();
+        assert!(digits.contains(&Some(20)), "{digits:?}");
+        assert!(
+            digits.iter().any(|d| d.is_some_and(|d| d <= 2)),
+            "{digits:?}"
+        );
+        for record in &served {
+            let text = record.to_json();
+            let read: Value = serde_json::from_str(&text).unwrap();
+            assert_eq!(read, record.value, "the text reads back as the value");
+        }
+    }
+
+    #[test]
+    fn usage_records_are_deterministic_and_about_as_often_as_said() {
+        let config = SimulatorConfig {
+            customers: 3_000,
+            ..SimulatorConfig::default()
+        };
+        let values = |shared: &Shared| -> Vec<Value> {
+            shared
+                .usage_records(false, BTreeMap::new())
+                .into_iter()
+                .map(|r| r.value)
+                .collect()
+        };
+        let records = values(&Shared::new(&config));
+        assert_eq!(records, values(&Shared::new(&config)));
+        let none = config.customers - records.len();
+        let legacy = records.iter().filter(|r| r["isUpgraded"] == false).count();
+        let share = |n: usize| n as f64 / config.customers as f64;
+        assert!((0.2..0.3).contains(&share(none)), "{none}");
+        assert!((0.1..0.19).contains(&share(legacy)), "{legacy}");
+        let budgets = records
+            .iter()
+            .filter(|r| r["budget"].get("amount").is_some())
+            .count();
+        assert!(
+            (0.5..0.7).contains(&(budgets as f64 / records.len() as f64)),
+            "{budgets}"
+        );
+    }
+
+    #[tokio::test]
+    async fn usage_records_page_with_continuation_tokens() {
+        let sim = start().await;
+        let client = client();
+        let token = user_token(&sim, &client).await;
+        let all = sim.usage_records();
+        assert!(all.len() > 8, "{}", all.len());
+
+        sim.knobs().set_usage_page_size(Some(4));
+        let (items, next_uris) = crawl_usage(&sim, &client, &token).await;
+        assert_eq!(items, all);
+        let pages = all.len().div_ceil(4);
+        assert_eq!(
+            next_uris,
+            vec!["/v1/customers/usagerecords?seekOperation=Next"; pages - 1]
+        );
+        assert_eq!(sim.stats().usagerecords, pages as u64);
+
+        let next = format!("{}?seekOperation=Next", usage_url(&sim));
+        let resp = get(&client, &next, &token).await;
+        assert_eq!(resp.status(), 400);
+        let body: Value = resp.json().await.unwrap();
+        assert!(body["description"]
+            .as_str()
+            .unwrap()
+            .contains("MS-ContinuationToken"));
+
+        sim.knobs().set_next_link_without_v1(true);
+        let (items, next_uris) = crawl_usage(&sim, &client, &token).await;
+        assert_eq!(items, all);
+        assert_eq!(
+            next_uris,
+            vec!["customers/usagerecords?seekOperation=Next"; pages - 1]
+        );
+        sim.knobs().set_next_link_without_v1(false);
+
+        sim.knobs().set_usage_page_size(Some(0));
+        let (items, next_uris) = crawl_usage(&sim, &client, &token).await;
+        assert_eq!(items, all, "pages of one");
+        assert_eq!(next_uris.len(), all.len() - 1);
+
+        sim.knobs().set_usage_page_size(None);
+        let (items, next_uris) = crawl_usage(&sim, &client, &token).await;
+        assert_eq!((items, next_uris.len()), (all, 0));
+    }
+
+    #[tokio::test]
+    async fn usage_knobs_force_statuses_bodies_and_records() {
+        let sim = start().await;
+        let client = client();
+        let token = user_token(&sim, &client).await;
+        let url = usage_url(&sim);
+
+        sim.knobs().set_usage_status(Some(403));
+        let resp = get(&client, &url, &token).await;
+        assert_eq!(resp.status(), 403);
+        assert_eq!(resp.bytes().await.unwrap(), FIXTURE_403.as_bytes());
+        sim.knobs().set_usage_status(Some(500));
+        let resp = get(&client, &url, &token).await;
+        assert_eq!(resp.status(), 500);
+        let body: Value = resp.json().await.unwrap();
+        assert_eq!(body["code"], 800_003);
+        let costs = get(&client, &costs_url(&sim, DOCUMENTED_ID), &token).await;
+        assert_eq!(costs.status(), 200, "service costs are not affected");
+        sim.knobs().set_usage_status(None);
+        assert_eq!(get(&client, &url, &token).await.status(), 200);
+
+        let given = r#"{"items":[1,{"resourceId":null}]}"#;
+        sim.knobs().set_usage_body(Some(given.to_owned()));
+        let resp = get(&client, &url, &token).await;
+        assert_eq!(resp.status(), 200);
+        assert_eq!(resp.text().await.unwrap(), given);
+        sim.knobs().set_usage_body(None);
+
+        // No budget: the key left out, or `"amount": null`.
+        let records = sim.usage_records();
+        let without: HashSet<&str> = records
+            .iter()
+            .filter(|r| r["budget"].get("amount").is_none())
+            .map(|r| r["resourceId"].as_str().unwrap())
+            .collect();
+        assert!(!without.is_empty());
+        sim.knobs().set_usage_budget_null(true);
+        let text = get(&client, &url, &token).await.text().await.unwrap();
+        let body: Value = serde_json::from_str(&text).unwrap();
+        for item in body["items"].as_array().unwrap() {
+            let amount = item["budget"].get("amount");
+            if without.contains(item["resourceId"].as_str().unwrap()) {
+                assert_eq!(amount, Some(&Value::Null), "{item}");
+                assert_eq!(item["customerSpendingBudget"]["amount"], Value::Null);
+            } else {
+                assert!(amount.is_some_and(Value::is_number), "{item}");
+            }
+        }
+        assert_eq!(body["items"], Value::from(sim.usage_records()));
+        let page = crate::usage_records::parse_usage_records(text.as_bytes()).unwrap();
+        let no_budget = page.records.iter().filter(|r| r.budget.is_none()).count();
+        assert_eq!(no_budget, without.len());
+        sim.knobs().set_usage_budget_null(false);
+        assert_eq!(sim.usage_records(), records);
+
+        // Records set by hand: in place, removed, and for a stranger at the end.
+        let first = records[0]["resourceId"].as_str().unwrap().to_owned();
+        let second = records[1]["resourceId"].as_str().unwrap().to_owned();
+        let stranger = "00000000-0000-4000-8000-00000000beef";
+        let custom =
+            serde_json::json!({"resourceId": first, "totalCost": 1.5, "currencyCode": "NOK"});
+        sim.knobs()
+            .set_usage_record(&first.to_ascii_uppercase(), Some(custom.clone()));
+        sim.knobs().set_usage_record(&second, Some(Value::Null));
+        let strange = serde_json::json!({"resourceId": stranger, "totalCost": 2});
+        sim.knobs()
+            .set_usage_record(stranger, Some(strange.clone()));
+        let body: Value = get(&client, &url, &token).await.json().await.unwrap();
+        let items = body["items"].as_array().unwrap();
+        assert_eq!(items.len(), records.len());
+        assert_eq!(items[0], custom);
+        assert!(items
+            .iter()
+            .all(|item| item["resourceId"] != second.as_str()));
+        assert_eq!(items.last(), Some(&strange));
+        assert_eq!(items, &sim.usage_records());
+        for id in [first.as_str(), second.as_str(), stranger] {
+            sim.knobs().set_usage_record(id, None);
+        }
+        assert_eq!(sim.usage_records(), records);
+
+        // A customer's record does not depend on the others.
+        let gone = records[2]["resourceId"].as_str().unwrap();
+        assert!(sim.remove_customer(gone));
+        let rest: Vec<Value> = records
+            .iter()
+            .filter(|r| r["resourceId"] != gone)
+            .cloned()
+            .collect();
+        assert_eq!(sim.usage_records(), rest);
+    }
+
+    #[tokio::test]
+    async fn usage_records_are_an_app_plus_user_api_route() {
+        let sim = start().await;
+        let client = client();
+        let url = usage_url(&sim);
+        let app = app_token(&sim, &client).await;
+        let resp = get(&client, &url, &app).await;
+        assert_eq!(resp.status(), 403);
+        let refused: Value = resp.json().await.unwrap();
+        assert_eq!(refused["code"], 2032);
+        assert!(refused["description"]
+            .as_str()
+            .unwrap()
+            .contains("App+User"));
+        let costs = get(&client, &costs_url(&sim, DOCUMENTED_ID), &app).await;
+        assert_eq!(costs.status(), 403);
+        assert_eq!(costs.json::<Value>().await.unwrap(), refused);
+        assert_eq!(client.get(&url).send().await.unwrap().status(), 401);
+
+        let token = user_token(&sim, &client).await;
+        sim.knobs().set_throttle_next(1, 3);
+        let resp = get(&client, &url, &token).await;
+        assert_eq!(resp.status(), 429);
+        assert_eq!(resp.headers()["retry-after"], "3");
+        sim.knobs().set_error_rate(1.0);
+        assert_eq!(get(&client, &url, &token).await.status(), 503);
+        sim.knobs().set_error_rate(0.0);
+
+        sim.knobs().set_latency(Duration::from_millis(150));
+        let started = Instant::now();
+        let responses = futures::future::join_all((0..3).map(|_| get(&client, &url, &token))).await;
+        assert!(responses.iter().all(|r| r.status() == 200));
+        assert!(started.elapsed() >= Duration::from_millis(150));
+        sim.knobs().set_latency(Duration::ZERO);
+
+        let resp = client.post(&url).bearer_auth(&token).send().await.unwrap();
+        assert_eq!(resp.status(), 405);
+        assert_eq!(resp.headers()["allow"], "GET");
+
+        let stats = sim.stats();
+        assert_eq!(stats.usagerecords, 8);
+        assert_eq!(stats.servicecosts, 1);
+        assert_eq!((stats.throttled, stats.in_flight_max), (1, 3));
     }
 
     // --- synthetic data and helpers ---
