@@ -3,9 +3,11 @@
 //! With discovery (no customers configured) it is `GET /v1/customers`, with names,
 //! domains and budgets from the configuration laid over it; with an explicit list it
 //! is that list, with names asked of Partner Center only when one is missing (and
-//! whose failure costs only the names). A result serves every collector whose run
-//! starts within its interval of it: two collectors on the same interval share one
-//! discovery, and callers that come while one is under way wait for it.
+//! whose failure costs only the names). Each run of a per-customer collector asks
+//! for a list newer than its own previous run: a list another collector made since
+//! then serves it (two collectors on the same schedule share one discovery, and a
+//! caller that comes while one is under way waits for it); otherwise it discovers
+//! anew, so that every run sees customers that came and went.
 //!
 //! A discovery that finds no customer at all when some were known fails: an empty
 //! list is far likelier a fault upstream than a partner without customers. Each
@@ -13,7 +15,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use crate::client::{ApiError, DiscoveredCustomer};
 use crate::config::{CustomerConfig, CustomerSelection};
@@ -46,8 +48,15 @@ impl Target {
 /// The shared customer list.
 pub struct Discovery {
     selection: CustomerSelection,
-    /// The last list and when it was made; the lock is held while one is made.
-    last: tokio::sync::Mutex<Option<(Instant, Arc<Vec<Target>>)>>,
+    /// The last list, when and for which collector it was made; the lock is held
+    /// while one is made.
+    last: tokio::sync::Mutex<Option<Made>>,
+}
+
+struct Made {
+    at: Instant,
+    by: &'static str,
+    targets: Arc<Vec<Target>>,
 }
 
 impl Discovery {
@@ -58,17 +67,19 @@ impl Discovery {
         }
     }
 
-    /// The customers to fetch, each once: the last list if it is younger than
-    /// `max_age`, else a new one.
+    /// The customers for a run of `collector`, each once: the last list if another
+    /// collector made it after `since` (the start of this collector's previous
+    /// run), else a new one.
     pub async fn targets(
         &self,
         shared: &Shared,
-        max_age: Duration,
+        collector: &'static str,
+        since: Option<Instant>,
     ) -> Result<Arc<Vec<Target>>, ApiError> {
         let mut last = self.last.lock().await;
-        if let Some((at, targets)) = last.as_ref() {
-            if at.elapsed() < max_age {
-                return Ok(targets.clone());
+        if let (Some(made), Some(since)) = (last.as_ref(), since) {
+            if made.by != collector && made.at >= since {
+                return Ok(made.targets.clone());
             }
         }
         let started = Instant::now();
@@ -86,7 +97,11 @@ impl Discovery {
         }
         let targets = Arc::new(targets);
         publish(shared, &targets);
-        *last = Some((started, targets.clone()));
+        *last = Some(Made {
+            at: started,
+            by: collector,
+            targets: targets.clone(),
+        });
         Ok(targets)
     }
 

@@ -157,6 +157,7 @@ pub fn register<C: Collector>(collector: C) -> Registered {
                 shared,
                 interval,
                 running: tokio::sync::Mutex::new(()),
+                last_start: std::sync::Mutex::new(None),
             })
         }),
     }
@@ -332,6 +333,8 @@ struct Scheduler<C: Collector> {
     interval: Duration,
     /// Held for the whole run: a second run finds it taken and does not start.
     running: tokio::sync::Mutex<()>,
+    /// When the previous run started.
+    last_start: std::sync::Mutex<Option<Instant>>,
 }
 
 impl<C: Collector> Runner for Scheduler<C> {
@@ -417,7 +420,12 @@ impl<C: Collector> Scheduler<C> {
         previous: &Part<C::Value>,
     ) -> (Part<C::Value>, PollResult, usize) {
         let shared = &self.shared;
-        let targets = match shared.discovery.targets(shared, self.interval).await {
+        let since = self
+            .last_start
+            .lock()
+            .map(|mut last| last.replace(Instant::now()))
+            .unwrap_or_default();
+        let targets = match shared.discovery.targets(shared, C::NAME, since).await {
             Ok(t) => t,
             Err(err) => {
                 log_failure(C::NAME, "customer discovery failed", &err);
@@ -517,6 +525,11 @@ pub fn log_failure(collector: &str, what: &str, err: &ApiError) {
             reason = auth.reason(),
             error = %auth,
             "{what}: Azure AD sign-in needs an operator; the last good data is still served"
+        ),
+        ApiError::EmptyList { known } => tracing::warn!(
+            collector,
+            known,
+            "{what}: Partner Center listed no customers although some were known; they keep their last values"
         ),
         ApiError::Status { status: 403, .. } => tracing::warn!(
             collector,

@@ -91,7 +91,9 @@ impl Collector for Usage {
             );
         }
         out.header(&COST_USD);
-        for (id, r) in records() {
+        // A legacy record carries `usdTotalCost: 0` whatever it cost: only an Azure
+        // plan's is a figure.
+        for (id, r) in records().filter(|(_, r)| r.azure_plan != Some(false)) {
             if let Some(usd) = r.usd_total_cost {
                 out.sample(&COST_USD, &[("customer_id", id)], usd);
             }
@@ -142,7 +144,7 @@ const COST: Family = Family {
 };
 const COST_USD: Family = Family {
     name: "partnercenter_usage_cost_estimate_usd",
-    help: "The same estimate in US dollars (usdTotalCost), where Partner Center gives it; refreshed by Microsoft about daily.",
+    help: "The same estimate in US dollars (usdTotalCost), for an Azure plan (a legacy record's is always 0); refreshed by Microsoft about daily.",
 };
 const BUDGET: Family = Family {
     name: "partnercenter_usage_budget",
@@ -181,7 +183,7 @@ mod tests {
             total_cost: 120.568_299_999_999_6,
             currency_code: code.map(str::to_owned),
             currency_locale: code.is_none().then(|| "fr-FR".to_owned()),
-            usd_total_cost: code.map(|_| 12.4),
+            usd_total_cost: Some(if code.is_some() { 12.4 } else { 0.0 }),
             budget: code.map(|_| 20.0),
             percent_used: Some(602.84),
             azure_plan: Some(code.is_some()),

@@ -51,8 +51,14 @@ async fn a_restart_with_both_services_unreachable_serves_the_same_series() {
         "readiness does not depend on Partner Center"
     );
     assert_eq!(
-        first.get("partnercenter_poll_last_success_timestamp_seconds", SERVICECOSTS),
-        before.get("partnercenter_poll_last_success_timestamp_seconds", SERVICECOSTS),
+        first.get(
+            "partnercenter_poll_last_success_timestamp_seconds",
+            SERVICECOSTS
+        ),
+        before.get(
+            "partnercenter_poll_last_success_timestamp_seconds",
+            SERVICECOSTS
+        ),
     );
     assert!(
         exporter.logs().contains("serving the cached snapshot"),
@@ -85,7 +91,10 @@ async fn a_corrupt_or_foreign_cache_starts_cleanly_with_a_warning() {
         assert_eq!(exporter.get("/-/ready").await.0, 200);
         let m = exporter.wait_for_polls(1.0).await;
         assert_eq!(
-            m.get("partnercenter_polls_total", &[("collector", "servicecosts"), ("result", "success")]),
+            m.get(
+                "partnercenter_polls_total",
+                &[("collector", "servicecosts"), ("result", "success")]
+            ),
             Some(1.0)
         );
         let logs = exporter.logs();

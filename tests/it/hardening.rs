@@ -107,7 +107,7 @@ async fn a_cache_from_beyond_year_9999_is_served_without_panic() {
     std::fs::write(
         &cache,
         format!(
-            r#"{{"version":1,"exporter_version":"0.0.0","snapshot":{{"poll_last_success":1e300,"customers":[{{"id":"{DOCUMENTED_ID}","name":"Fabrikam","domain":"fabrikam.example","budget":10.0,"costs":[{{"invoice_type":"Recurring","currency":"USD","pretax":1.0,"tax":0.0,"after_tax":1.0,"period_start":-1e300,"period_end":1e19}}],"fetch_success":false,"last_success":253402300800000.0}}]}}}}"#
+            r#"{{"version":2,"exporter_version":"0.0.0","parts":{{"customers":{{"last_success":1e300,"entries":[["{DOCUMENTED_ID}",{{"value":{{"name":"Fabrikam","domain":"fabrikam.example","budget":10.0}},"success":true,"last_success":1e300}}]]}},"servicecosts":{{"last_success":1e300,"entries":[["{DOCUMENTED_ID}",{{"value":[{{"invoice_type":"Recurring","currency":"USD","pretax":1.0,"tax":0.0,"after_tax":1.0,"period_start":-1e300,"period_end":1e19}}],"success":false,"last_success":253402300800000.0}}]]}},"usage":{{"last_success":1e300,"entries":[["{DOCUMENTED_ID}",{{"value":{{"customer_id":"{DOCUMENTED_ID}","total_cost":1e300,"currency_code":null,"currency_locale":"fr-FR","usd_total_cost":null,"budget":-1e300,"percent_used":null,"azure_plan":false,"last_modified":1e300}},"success":true,"last_success":1e300}}]]}}}}}}"#
         ),
     )
     .unwrap();
@@ -130,6 +130,14 @@ async fn a_cache_from_beyond_year_9999_is_served_without_panic() {
             &[("customer_id", DOCUMENTED_ID)]
         ),
         Some(253_402_300_800_000.0)
+    );
+    // The usage part too, its legacy record in the currency of the service costs.
+    assert_eq!(
+        m.get(
+            "partnercenter_usage_cost_estimate",
+            &[("customer_id", DOCUMENTED_ID), ("currency", "USD")]
+        ),
+        Some(1e300)
     );
     assert!(!exporter.logs().contains("panic"), "{}", exporter.logs());
 }

@@ -11,9 +11,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use partnercenter_exporter::app::Application;
+use partnercenter_exporter::collectors::{PollOutcome, Runner};
 use partnercenter_exporter::config::{Config, Flags, SecretEnv};
 use partnercenter_exporter::http::retry::Backoff;
-use partnercenter_exporter::collectors::{PollOutcome, Runner};
 use partnercenter_exporter::simulator::{Simulator, SimulatorConfig};
 use tokio_util::sync::CancellationToken;
 
@@ -33,11 +33,7 @@ pub fn cached_customers(
         path,
         &partnercenter_exporter::collectors::part_loaders(),
     )?;
-    Ok(loaded.map(|l| {
-        l.snapshot
-            .any_part("servicecosts")
-            .map_or(0, |p| p.len())
-    }))
+    Ok(loaded.map(|l| l.snapshot.any_part("servicecosts").map_or(0, |p| p.len())))
 }
 
 pub fn init() {
@@ -184,6 +180,23 @@ impl Exporter {
         }
     }
 
+    /// Waits until `runs` runs of `collector` have finished (any result).
+    pub async fn wait_for_runs(&self, collector: &str, runs: f64) -> Metrics {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let m = self.metrics().await;
+            if m.sum_of("partnercenter_polls_total", &[("collector", collector)]) >= runs {
+                return m;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no {collector} run finished; logs:\n{}",
+                self.logs()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     /// Sends SIGTERM and waits for the exit status (at most 15 s).
     pub fn terminate(&mut self) -> Option<i32> {
         self.signal("TERM");
@@ -280,6 +293,8 @@ pub struct InProcess {
     pub addr: SocketAddr,
     /// The service-costs collector's scheduler.
     pub poller: Arc<dyn Runner>,
+    /// The usage collector's scheduler, if enabled.
+    pub usage: Option<Arc<dyn Runner>>,
     shutdown: CancellationToken,
     task: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
 }
@@ -307,12 +322,16 @@ pub async fn in_process(args: &[String]) -> InProcess {
         .await
         .expect("builds");
     let addr = app.local_addr();
-    let poller = app.collector("servicecosts").expect("servicecosts is enabled");
+    let poller = app
+        .collector("servicecosts")
+        .expect("servicecosts is enabled");
+    let usage = app.collector("usage");
     let shutdown = CancellationToken::new();
     let task = tokio::spawn(app.serve_only(shutdown.clone()));
     InProcess {
         addr,
         poller,
+        usage,
         shutdown,
         task: Some(task),
     }

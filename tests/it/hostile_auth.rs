@@ -69,15 +69,21 @@ async fn absurd_token_lifetimes_never_stop_the_poller() {
         let m = exporter.wait_for_polls(2.0).await;
         let logs = exporter.logs();
         assert!(
-            m.get("partnercenter_polls_total", &[("collector", "servicecosts"), ("result", "success")])
-                .unwrap()
+            m.get(
+                "partnercenter_polls_total",
+                &[("collector", "servicecosts"), ("result", "success")]
+            )
+            .unwrap()
                 >= 2.0,
             "expires_in {expires_in}: two polls in a row succeed\n{logs}"
         );
         assert_eq!(
             m.sum_of("partnercenter_polls_total", SERVICECOSTS),
-            m.get("partnercenter_polls_total", &[("collector", "servicecosts"), ("result", "success")])
-                .unwrap(),
+            m.get(
+                "partnercenter_polls_total",
+                &[("collector", "servicecosts"), ("result", "success")]
+            )
+            .unwrap(),
             "expires_in {expires_in}\n{logs}"
         );
         assert!(
@@ -181,7 +187,10 @@ async fn an_empty_rotated_refresh_token_never_replaces_the_stored_one() {
         let m = exporter.wait_for_polls(1.0).await;
         let logs = exporter.logs();
         assert_eq!(
-            m.get("partnercenter_polls_total", &[("collector", "servicecosts"), ("result", "success")]),
+            m.get(
+                "partnercenter_polls_total",
+                &[("collector", "servicecosts"), ("result", "success")]
+            ),
             Some(1.0),
             "{logs}"
         );
@@ -212,7 +221,10 @@ async fn an_empty_rotated_refresh_token_never_replaces_the_stored_one() {
     let exporter = Exporter::spawn(&flags);
     let m = exporter.wait_for_polls(1.0).await;
     assert_eq!(
-        m.get("partnercenter_polls_total", &[("collector", "servicecosts"), ("result", "success")]),
+        m.get(
+            "partnercenter_polls_total",
+            &[("collector", "servicecosts"), ("result", "success")]
+        ),
         Some(1.0),
         "{}",
         exporter.logs()
@@ -272,7 +284,10 @@ async fn a_refresh_token_that_cannot_be_saved_is_counted_and_logged_with_its_pat
     let polls = m.sum_of("partnercenter_polls_total", SERVICECOSTS);
     let m = exporter.wait_for_polls(polls + 1.0).await;
     assert_eq!(
-        m.get("partnercenter_polls_total", &[("collector", "servicecosts"), ("result", "failure")]),
+        m.get(
+            "partnercenter_polls_total",
+            &[("collector", "servicecosts"), ("result", "failure")]
+        ),
         Some(0.0)
     );
 }

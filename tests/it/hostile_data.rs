@@ -273,7 +273,10 @@ async fn restart_into_fault(
 /// marked failed.
 fn assert_failed_and_kept(before: &Metrics, after: &Metrics, customers: usize, logs: &str) {
     assert_eq!(
-        after.get("partnercenter_polls_total", &[("collector", "servicecosts"), ("result", "failure")]),
+        after.get(
+            "partnercenter_polls_total",
+            &[("collector", "servicecosts"), ("result", "failure")]
+        ),
         Some(1.0),
         "{logs}"
     );
@@ -288,8 +291,14 @@ fn assert_failed_and_kept(before: &Metrics, after: &Metrics, customers: usize, l
     assert!(!money(before).is_empty());
     assert_eq!(money(after), money(before), "the last good data is kept");
     assert_eq!(
-        after.get("partnercenter_poll_last_success_timestamp_seconds", SERVICECOSTS),
-        before.get("partnercenter_poll_last_success_timestamp_seconds", SERVICECOSTS),
+        after.get(
+            "partnercenter_poll_last_success_timestamp_seconds",
+            SERVICECOSTS
+        ),
+        before.get(
+            "partnercenter_poll_last_success_timestamp_seconds",
+            SERVICECOSTS
+        ),
         "the staleness alert sees the age of the data"
     );
 }
@@ -322,7 +331,10 @@ async fn discovery_counts_each_customer_once_in_lower_case_and_skips_broken_item
     let logs = exporter.logs();
 
     assert_eq!(
-        m.get("partnercenter_polls_total", &[("collector", "servicecosts"), ("result", "partial")]),
+        m.get(
+            "partnercenter_polls_total",
+            &[("collector", "servicecosts"), ("result", "partial")]
+        ),
         Some(1.0),
         "the junk did not fail discovery: {logs}"
     );
@@ -421,7 +433,10 @@ async fn an_empty_customer_list_after_a_full_one_is_a_failed_discovery() {
     let after = exporter.metrics().await;
     assert_failed_and_kept(&before, &after, 5, "");
     assert_eq!(
-        after.get("partnercenter_polls_total", &[("collector", "servicecosts"), ("result", "success")]),
+        after.get(
+            "partnercenter_polls_total",
+            &[("collector", "servicecosts"), ("result", "success")]
+        ),
         Some(1.0)
     );
     // The cache still holds every customer.
@@ -440,8 +455,11 @@ async fn an_empty_customer_list_with_nothing_known_is_a_success() {
     let m = exporter.metrics().await;
     assert_eq!(m.count("partnercenter_customer_info"), 0);
     assert!(
-        m.get("partnercenter_poll_last_success_timestamp_seconds", SERVICECOSTS)
-            .unwrap()
+        m.get(
+            "partnercenter_poll_last_success_timestamp_seconds",
+            SERVICECOSTS
+        )
+        .unwrap()
             > 1e9
     );
     exporter.stop().await;
@@ -457,7 +475,10 @@ async fn an_empty_customer_list_after_a_restart_logs_one_line() {
     .await;
     assert_failed_and_kept(&before, &after, 7, &logs);
     assert_eq!(
-        after.get("partnercenter_polls_total", &[("collector", "servicecosts"), ("result", "success")]),
+        after.get(
+            "partnercenter_polls_total",
+            &[("collector", "servicecosts"), ("result", "success")]
+        ),
         Some(0.0)
     );
     let lines: Vec<&str> = logs
@@ -507,7 +528,10 @@ async fn a_customer_list_that_loops_logs_one_paging_line() {
         restart_into_fault(12, |sim| sim.knobs().set_looping_customer_pages(true)).await;
     assert_failed_and_kept(&before, &after, 12, &logs);
     assert_eq!(
-        after.get("partnercenter_polls_total", &[("collector", "servicecosts"), ("result", "success")]),
+        after.get(
+            "partnercenter_polls_total",
+            &[("collector", "servicecosts"), ("result", "success")]
+        ),
         Some(0.0)
     );
     // Three pages for the first run, at most three for the second.
