@@ -308,7 +308,11 @@ async fn idle_phase(
     let first_poll_cpu_s = exporter.cpu_seconds() - cpu0;
     let client = scrape_client();
     let text = exporter.metrics_text(&client).await;
-    let first_poll_s = metric(&text, "partnercenter_poll_duration_seconds").unwrap_or(f64::NAN);
+    let first_poll_s = metric(
+        &text,
+        "partnercenter_poll_duration_seconds{collector=\"servicecosts\"}",
+    )
+    .unwrap_or(f64::NAN);
     assert_eq!(
         count_series(&text, "partnercenter_customer_info{"),
         sim.customers().len(),
@@ -406,7 +410,11 @@ async fn poll_phase(launcher: &Launcher, sim: &Simulator, opts: &Opts) -> PollRe
     let cpu_s = exporter.cpu_seconds() - cpu0;
     let client = scrape_client();
     let text = exporter.metrics_text(&client).await;
-    let duration_s = metric(&text, "partnercenter_poll_duration_seconds").unwrap_or(f64::NAN);
+    let duration_s = metric(
+        &text,
+        "partnercenter_poll_duration_seconds{collector=\"servicecosts\"}",
+    )
+    .unwrap_or(f64::NAN);
     eprintln!("  poll: {duration_s:.2} s (ideal {ideal_s:.2} s), {cpu_s:.2} CPU s");
 
     // Idle: between the first and the second poll.
@@ -449,7 +457,11 @@ async fn poll_phase(launcher: &Launcher, sim: &Simulator, opts: &Opts) -> PollRe
     let [during_plain, during_gzip] = during;
     exporter.wait_polls(2, POLL_DEADLINE).await;
     let text = exporter.metrics_text(&client).await;
-    let second_poll_s = metric(&text, "partnercenter_poll_duration_seconds").unwrap_or(f64::NAN);
+    let second_poll_s = metric(
+        &text,
+        "partnercenter_poll_duration_seconds{collector=\"servicecosts\"}",
+    )
+    .unwrap_or(f64::NAN);
     let peak_rss_kib = exporter.peak_rss_kib();
     drop(exporter);
     let after = sim.stats();
@@ -488,7 +500,11 @@ async fn sweep_run(launcher: &Launcher, sim: &Simulator, concurrency: usize) -> 
     exporter.wait_polls(1, POLL_DEADLINE).await;
     let client = scrape_client();
     let text = exporter.metrics_text(&client).await;
-    let duration_s = metric(&text, "partnercenter_poll_duration_seconds").unwrap_or(f64::NAN);
+    let duration_s = metric(
+        &text,
+        "partnercenter_poll_duration_seconds{collector=\"servicecosts\"}",
+    )
+    .unwrap_or(f64::NAN);
     drop(exporter);
     // The fetch phase alone (discovery excluded): first to last servicecosts arrival,
     // plus the last one's latency.
@@ -749,7 +765,10 @@ fn gunzip(body: &[u8]) -> String {
 
 async fn poll_in_progress(exporter: &Exporter, client: &reqwest::Client) -> bool {
     let text = exporter.metrics_text(client).await;
-    metric(&text, "partnercenter_poll_in_progress") == Some(1.0)
+    metric(
+        &text,
+        "partnercenter_poll_in_progress{collector=\"servicecosts\"}",
+    ) == Some(1.0)
 }
 
 /// The value of an unlabelled series.
@@ -858,7 +877,7 @@ impl Exporter {
             .lock()
             .unwrap()
             .iter()
-            .filter(|l| l.contains("msg=\"poll finished\""))
+            .filter(|l| l.contains("msg=\"run finished\"") && l.contains("collector=servicecosts"))
             .count()
     }
 

@@ -40,7 +40,7 @@ use crate::http::{read_body_limited, ReadError, TransportError};
 use crate::metrics::{Endpoint, Telemetry};
 use crate::model::{parse_json, AadErrorBody, TokenResponse};
 
-/// The Partner Center audience (API.md §1).
+/// The Partner Center audience (docs/partner-center.md §1).
 pub const RESOURCE: &str = "https://api.partnercenter.microsoft.com";
 /// The v2 scope for the same audience.
 pub const SCOPE_V2: &str = "https://api.partnercenter.microsoft.com/.default";
@@ -147,7 +147,7 @@ impl AuthError {
 }
 
 /// Maps the AAD `error` value onto the fixed label set (RFC 6749 §5.2 and Azure AD's
-/// additions, API.md §1g), so a strange answer cannot grow the label's cardinality.
+/// additions, docs/partner-center.md §1), so a strange answer cannot grow the label's cardinality.
 fn aad_error_label(error: &str) -> &'static str {
     match error {
         "invalid_request" => "invalid_request",

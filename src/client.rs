@@ -40,7 +40,7 @@ use crate::model::{
 };
 use crate::usage_records::{parse_usage_records, UsageRecord};
 
-/// Customers asked for per page: Partner Center's maximum (API.md §3).
+/// Customers asked for per page: Partner Center's maximum (docs/partner-center.md §3).
 pub const PAGE_SIZE: usize = 500;
 /// Items read from the customer list at most, over all its pages: far beyond the
 /// largest partner, and a bound on what a list that never ends can cost.
@@ -500,7 +500,7 @@ impl Discovery {
 
 /// Resolves a `links.next.uri`: absolute URLs on the same base are used as they are;
 /// a path starting with `/v1/` is joined to the base; any other path gets `/v1` in
-/// front (both forms exist, API.md §3 and Partner-Center-PowerShell#379).
+/// front (both forms exist, docs/partner-center.md §3 and Partner-Center-PowerShell#379).
 pub fn resolve_link(base_url: &str, uri: &str) -> String {
     let uri = uri.trim();
     if let Some(rest) = uri.strip_prefix(base_url) {

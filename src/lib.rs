@@ -27,6 +27,7 @@
 //! - [`snapshot`]: parts, the keep-last-good merge, and the atomic cache file.
 //! - [`metrics`]: self-metrics in the exporter's own registry, and the encoding of
 //!   the parts, each encoded (and gzipped) once per change.
+//! - [`memory`]: the allocation policy of large buffers.
 //! - [`server`]: the HTTP endpoints on bare hyper, with graceful shutdown.
 //! - [`web_config`]: the exporter-toolkit web config file: TLS and basic auth.
 //! - [`app`]: start-up wiring and lifecycle ([`app::Application`]).
@@ -41,6 +42,7 @@ pub mod collectors;
 pub mod config;
 pub mod http;
 pub mod logging;
+pub mod memory;
 pub mod metrics;
 pub mod model;
 pub mod server;

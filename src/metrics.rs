@@ -384,25 +384,7 @@ pub struct Exposition {
 
 /// Text rendered before it is handed to the compressor.
 const RENDER_CHUNK: usize = 64 * 1024;
-/// Capacity of a large exposition buffer, at least: see [`buffer`].
-const LARGE_BUFFER: usize = 32 << 20;
-
-/// A buffer for `size` bytes of exposition.
-///
-/// From 1 MiB on, its capacity is at least 32 MiB, which only reserves address space
-/// (pages never written are never resident), but keeps glibc's malloc from holding on
-/// to the memory: glibc maps allocations of 32 MiB and more directly and unmaps them
-/// when freed, whereas smaller ones, once a large block has been freed (its mmap
-/// threshold then rises to that size), come from per-thread arenas that keep freed
-/// blocks. Allocated anew at every poll, 15 MiB buffers made the exporter's RSS grow
-/// by about 10 MiB a poll in the benchmark (README, "Performance"), past 100 MiB.
-fn buffer(size: usize) -> Vec<u8> {
-    if size >= 1 << 20 {
-        Vec::with_capacity(size.max(LARGE_BUFFER))
-    } else {
-        Vec::with_capacity(size)
-    }
-}
+use crate::memory::buffer;
 
 impl Exposition {
     /// Encodes what `render` writes; `size_hint` is the expected text size.

@@ -2,7 +2,7 @@
 //! bodies into them.
 //!
 //! This module owns every `serde` shape the exporter reads from the network and the
-//! rules for tolerating what the services actually send (API.md §1f, §2, §3, §4): a
+//! rules for tolerating what the services actually send (docs/partner-center.md §1, §2, §3, §4): a
 //! leading UTF-8 BOM, numbers as strings or JSON numbers, integer or float amounts,
 //! timestamps with 7-digit fractions, UTC offsets, dates before 1970 and .NET's
 //! "none" date, customer list items of the wrong shape (each costs only itself),
@@ -87,7 +87,7 @@ impl StringOrNumber {
     }
 }
 
-/// A successful token response, from AAD v1, AAD v2 or `generatetoken` (API.md §1f).
+/// A successful token response, from AAD v1, AAD v2 or `generatetoken` (docs/partner-center.md §1).
 #[derive(Deserialize)]
 pub struct TokenResponse {
     pub access_token: SecretString,
@@ -97,7 +97,7 @@ pub struct TokenResponse {
     pub expires_in: Option<StringOrNumber>,
 }
 
-/// An Azure AD error body (API.md §1g).
+/// An Azure AD error body (docs/partner-center.md §1).
 #[derive(Debug, Clone, Deserialize, Default)]
 pub struct AadErrorBody {
     #[serde(default)]
@@ -121,7 +121,7 @@ impl AadErrorBody {
     }
 }
 
-/// A Partner Center error body (API.md §4), or the 429 body (`statusCode`/`message`).
+/// A Partner Center error body (docs/partner-center.md §4), or the 429 body (`statusCode`/`message`).
 #[derive(Debug, Clone, Deserialize, Default)]
 pub struct ApiErrorBody {
     #[serde(default)]
@@ -202,7 +202,7 @@ pub struct LinkHeader {
     pub value: String,
 }
 
-/// `ServiceCostsSummary` (API.md §2b, §2c). Only `details` is read: the root-level
+/// `ServiceCostsSummary` (docs/partner-center.md §2, §2). Only `details` is read: the root-level
 /// totals are deprecated and duplicate the details.
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]

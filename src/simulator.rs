@@ -41,7 +41,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-/// The Partner Center resource (audience), API.md §1.
+/// The Partner Center resource (audience), docs/partner-center.md §1.
 const PC_RESOURCE: &str = "https://api.partnercenter.microsoft.com";
 /// The Partner Center resource app id, accepted as an audience too.
 const PC_APP_ID: &str = "fa3d9a0c-3fb0-42cc-9193-47c7ecd2edbd";
@@ -49,7 +49,7 @@ const PC_APP_ID: &str = "fa3d9a0c-3fb0-42cc-9193-47c7ecd2edbd";
 const AAD_GRAPH: &str = "https://graph.windows.net";
 /// What a v2 scope without a resource prefix (e.g. `User.Read`) is issued for.
 const MS_GRAPH: &str = "https://graph.microsoft.com";
-/// The customer of the documented service-costs example (API.md §2b).
+/// The customer of the documented service-costs example (docs/partner-center.md §2).
 const DOCUMENTED_ID: &str = "ae1d5b32-f9ff-4252-b2bf-40e21937a51a";
 
 const FIXTURE_COSTS: &str = include_str!(concat!(
@@ -1065,7 +1065,7 @@ impl Shared {
         }
     }
 
-    /// An error in the Partner Center shape (API.md §4).
+    /// An error in the Partner Center shape (docs/partner-center.md §4).
     fn pc_error(&self, status: StatusCode, code: Value, description: &str) -> Response<Body> {
         self.json(
             status,
@@ -1097,7 +1097,7 @@ impl Shared {
         resp
     }
 
-    /// The documented 429 (API.md §4), with the number of seconds adjusted.
+    /// The documented 429 (docs/partner-center.md §4), with the number of seconds adjusted.
     fn throttled(&self, secs: u64) -> Response<Body> {
         let body = FIXTURE_429.replace(
             "Try again in 57 seconds",
@@ -1215,7 +1215,7 @@ fn classify(path: &str) -> Endpoint {
     }
 }
 
-/// The ids a Partner Center response echoes (API.md §4).
+/// The ids a Partner Center response echoes (docs/partner-center.md §4).
 struct RequestIds {
     request_id: Option<String>,
     correlation_id: Option<String>,
@@ -1344,7 +1344,7 @@ struct Target {
     default_scope: bool,
 }
 
-/// An AAD error with the fields of API.md §1g.
+/// An AAD error with the fields of docs/partner-center.md §1.
 #[derive(Serialize)]
 struct AadError {
     error: &'static str,
@@ -1739,7 +1739,7 @@ fn parse_v2_scope(scope: &str) -> Result<Target, String> {
 }
 
 // ---------------------------------------------------------------------------
-// generatetoken (legacy exchange, API.md §1e)
+// generatetoken (legacy exchange, docs/partner-center.md §1)
 // ---------------------------------------------------------------------------
 
 #[derive(Serialize)]
@@ -1818,7 +1818,7 @@ async fn generate_token(
 }
 
 // ---------------------------------------------------------------------------
-// GET /v1/customers (API.md §3)
+// GET /v1/customers (docs/partner-center.md §3)
 // ---------------------------------------------------------------------------
 
 #[derive(Serialize)]
@@ -2027,7 +2027,7 @@ fn customers(shared: &Shared, headers: &HeaderMap, query: Option<&str>) -> Respo
 }
 
 // ---------------------------------------------------------------------------
-// GET /v1/customers/{id}/servicecosts/{period} (API.md §2)
+// GET /v1/customers/{id}/servicecosts/{period} (docs/partner-center.md §2)
 // ---------------------------------------------------------------------------
 
 #[derive(Serialize)]
@@ -3467,16 +3467,17 @@ mod tests {
 
     // --- customers ---
 
-    /// Follows `links.next` from `GET /v1/customers?size=10`; returns the ids and
-    /// the next-link URIs seen.
-    async fn crawl(
+    /// Follows `links.next` from `first` (a path); returns every page and the
+    /// next-link URIs seen. Each page is checked to be a Collection.
+    async fn walk_pages(
         sim: &Simulator,
         client: &reqwest::Client,
         token: &str,
-    ) -> (Vec<String>, Vec<String>) {
-        let mut ids = Vec::new();
+        first: &str,
+    ) -> (Vec<Value>, Vec<String>) {
+        let mut pages = Vec::new();
         let mut next_uris = Vec::new();
-        let mut request = client.get(format!("{}/v1/customers?size=10", sim.url()));
+        let mut request = client.get(format!("{}{first}", sim.url()));
         loop {
             let resp = request.bearer_auth(token).send().await.unwrap();
             assert_eq!(resp.status(), 200);
@@ -3484,22 +3485,9 @@ mod tests {
             let items = page["items"].as_array().unwrap();
             assert_eq!(page["totalCount"].as_u64(), Some(items.len() as u64));
             assert_eq!(page["attributes"]["objectType"], "Collection");
-            assert!(page["links"]["self"]["uri"]
-                .as_str()
-                .unwrap()
-                .starts_with("/v1/customers?size=10"));
-            for item in items {
-                let id = item["id"].as_str().unwrap();
-                assert_eq!(item["companyProfile"]["tenantId"], id);
-                assert_eq!(item["commerceId"], id);
-                assert!(item["companyProfile"]["companyName"].is_string());
-                assert!(item["companyProfile"]["domain"]
-                    .as_str()
-                    .unwrap()
-                    .ends_with(".onmicrosoft.com"));
-                ids.push(id.to_owned());
-            }
-            let Some(next) = page["links"].get("next") else {
+            let next = page["links"].get("next").cloned();
+            pages.push(page);
+            let Some(next) = next else {
                 break;
             };
             assert_eq!(next["method"], "GET");
@@ -3512,6 +3500,35 @@ mod tests {
             request = client.get(url);
             for h in next["headers"].as_array().unwrap() {
                 request = request.header(h["key"].as_str().unwrap(), h["value"].as_str().unwrap());
+            }
+        }
+        (pages, next_uris)
+    }
+
+    /// Follows `links.next` from `GET /v1/customers?size=10`; returns the ids and
+    /// the next-link URIs seen.
+    async fn crawl(
+        sim: &Simulator,
+        client: &reqwest::Client,
+        token: &str,
+    ) -> (Vec<String>, Vec<String>) {
+        let (pages, next_uris) = walk_pages(sim, client, token, "/v1/customers?size=10").await;
+        let mut ids = Vec::new();
+        for page in &pages {
+            assert!(page["links"]["self"]["uri"]
+                .as_str()
+                .unwrap()
+                .starts_with("/v1/customers?size=10"));
+            for item in page["items"].as_array().unwrap() {
+                let id = item["id"].as_str().unwrap();
+                assert_eq!(item["companyProfile"]["tenantId"], id);
+                assert_eq!(item["commerceId"], id);
+                assert!(item["companyProfile"]["companyName"].is_string());
+                assert!(item["companyProfile"]["domain"]
+                    .as_str()
+                    .unwrap()
+                    .ends_with(".onmicrosoft.com"));
+                ids.push(id.to_owned());
             }
         }
         (ids, next_uris)
@@ -4154,32 +4171,11 @@ mod tests {
         client: &reqwest::Client,
         token: &str,
     ) -> (Vec<Value>, Vec<String>) {
-        let mut items = Vec::new();
-        let mut next_uris = Vec::new();
-        let mut request = client.get(usage_url(sim));
-        loop {
-            let resp = request.bearer_auth(token).send().await.unwrap();
-            assert_eq!(resp.status(), 200);
-            let page: Value = resp.json().await.unwrap();
-            let page_items = page["items"].as_array().unwrap();
-            assert_eq!(page["totalCount"].as_u64(), Some(page_items.len() as u64));
-            assert_eq!(page["attributes"]["objectType"], "Collection");
-            items.extend(page_items.iter().cloned());
-            let Some(next) = page["links"].get("next") else {
-                break;
-            };
-            assert_eq!(next["method"], "GET");
-            let uri = next["uri"].as_str().unwrap().to_owned();
-            let url = match uri.strip_prefix("/v1/") {
-                Some(rest) => format!("{}/v1/{rest}", sim.url()),
-                None => format!("{}/v1/{uri}", sim.url()),
-            };
-            next_uris.push(uri);
-            request = client.get(url);
-            for h in next["headers"].as_array().unwrap() {
-                request = request.header(h["key"].as_str().unwrap(), h["value"].as_str().unwrap());
-            }
-        }
+        let (pages, next_uris) = walk_pages(sim, client, token, "/v1/customers/usagerecords").await;
+        let items = pages
+            .iter()
+            .flat_map(|p| p["items"].as_array().unwrap().iter().cloned())
+            .collect();
         (items, next_uris)
     }
 

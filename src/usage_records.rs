@@ -64,9 +64,44 @@ pub struct UsageRecordsPage {
 #[derive(Deserialize)]
 struct WireCollection {
     #[serde(default)]
-    items: Vec<LenientObject<WireRecord>>,
+    items: Items,
     #[serde(default)]
     links: Option<CollectionLinks>,
+}
+
+/// The items, each made a record as soon as it is read: the wire form of all items
+/// at once is never held (at 10,000 customers it is megabytes).
+#[derive(Default)]
+struct Items {
+    records: Vec<UsageRecord>,
+    /// Items that are no record.
+    unusable: usize,
+}
+
+impl<'de> Deserialize<'de> for Items {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = Items;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("an array of usage records")
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<Items, A::Error> {
+                let mut items = Items::default();
+                while let Some(item) = seq.next_element::<LenientObject<WireRecord>>()? {
+                    match item.0.and_then(record) {
+                        Some(r) => items.records.push(r),
+                        None => items.unusable += 1,
+                    }
+                }
+                Ok(items)
+            }
+        }
+        deserializer.deserialize_seq(Visitor)
+    }
 }
 
 /// A `CustomerMonthlyUsageRecord`; every field is read on its own.
@@ -140,15 +175,16 @@ pub fn parse_usage_records(body: &[u8]) -> Result<UsageRecordsPage, BodyError> {
     }
     let wire: WireCollection = parse_json(body)?;
     let mut page = UsageRecordsPage {
-        records: Vec::with_capacity(wire.items.len()),
-        skipped: 0,
+        records: Vec::with_capacity(wire.items.records.len()),
+        skipped: wire.items.unusable,
         next: wire.links.and_then(|links| links.next),
     };
-    let mut seen: HashSet<String> = HashSet::with_capacity(wire.items.len());
-    for item in wire.items {
-        match item.0.and_then(record) {
-            Some(record) if seen.insert(record.customer_id.clone()) => page.records.push(record),
-            _ => page.skipped += 1,
+    let mut seen: HashSet<String> = HashSet::with_capacity(wire.items.records.len());
+    for record in wire.items.records {
+        if seen.insert(record.customer_id.clone()) {
+            page.records.push(record);
+        } else {
+            page.skipped += 1;
         }
     }
     Ok(page)

@@ -82,12 +82,13 @@ impl PartKind for Customers {
         }
     }
 
-    fn reads_others(&self, snapshot: &Snapshot) -> bool {
-        Customers::part(snapshot).is_some_and(|p| {
-            p.entries
-                .iter()
-                .any(|(_, c)| c.value.as_ref().is_some_and(|c| c.budget.is_some()))
-        })
+    fn reads(&self, changed: &str, snapshot: &Snapshot) -> bool {
+        changed == servicecosts::NAME
+            && Customers::part(snapshot).is_some_and(|p| {
+                p.entries
+                    .iter()
+                    .any(|(_, c)| c.value.as_ref().is_some_and(|c| c.budget.is_some()))
+            })
     }
 
     fn size_hint(&self, snapshot: &Snapshot) -> usize {

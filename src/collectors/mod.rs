@@ -88,8 +88,11 @@ pub trait Collector: Send + Sync + Sized + 'static {
     /// Renders the part: every family's `# HELP`/`# TYPE`, even without samples.
     fn render(&self, snapshot: &Snapshot, part: &Part<Self::Value>, out: &mut Render<'_>);
 
-    /// Whether the part's series read other parts (and so must be rendered again
-    /// when they change).
+    /// The other parts whose values the part's series may read.
+    const READS: &'static [&'static str] = &[];
+
+    /// Whether the part's series read one of [`Collector::READS`] now (and so must
+    /// be rendered again when it changes).
     fn reads_others(&self, _part: &Part<Self::Value>) -> bool {
         false
     }
@@ -429,7 +432,7 @@ impl<C: Collector> Scheduler<C> {
             Ok(t) => t,
             Err(err) => {
                 log_failure(C::NAME, "customer discovery failed", &err);
-                let part = merge(previous, &failed_keys(previous), Stage::Final);
+                let part = merge(previous, failed_keys(previous), Stage::Final);
                 let failed = part.len();
                 return (part, PollResult::Failure, failed);
             }
@@ -449,6 +452,8 @@ impl<C: Collector> Scheduler<C> {
         let mut results: Vec<(String, Outcome<C::Value>)> = Vec::with_capacity(targets.len());
         let mut failed = 0;
         let mut first_error: Option<ApiError> = None;
+        // Results already published by a progress publication.
+        let mut published = 0;
         let mut progress =
             tokio::time::interval_at(tokio::time::Instant::now() + PROGRESS_EVERY, PROGRESS_EVERY);
         progress.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -470,8 +475,12 @@ impl<C: Collector> Scheduler<C> {
                     }
                 }
                 _ = progress.tick() => {
-                    let part = merge(previous, &results, Stage::Progress);
-                    shared.state.publish(C::NAME, Arc::new(part));
+                    // Nothing new since the last publication: nothing to encode.
+                    if results.len() > published {
+                        published = results.len();
+                        let part = merge(previous, results.iter().cloned(), Stage::Progress);
+                        shared.state.publish(C::NAME, Arc::new(part));
+                    }
                 }
             }
         }
@@ -487,7 +496,7 @@ impl<C: Collector> Scheduler<C> {
             n if n == targets.len() => PollResult::Failure,
             _ => PollResult::Partial,
         };
-        (merge(previous, &results, Stage::Final), result, failed)
+        (merge(previous, results, Stage::Final), result, failed)
     }
 
     /// Makes the partner-level requests.
@@ -502,14 +511,14 @@ impl<C: Collector> Scheduler<C> {
                     .map(|(k, value)| (k, Outcome::Fetched { value, at }))
                     .collect();
                 (
-                    merge(previous, &results, Stage::Final),
+                    merge(previous, results, Stage::Final),
                     PollResult::Success,
                     0,
                 )
             }
             Err(err) => {
                 log_failure(C::NAME, "the run failed", &err);
-                let part = merge(previous, &failed_keys(previous), Stage::Final);
+                let part = merge(previous, failed_keys(previous), Stage::Final);
                 let failed = part.len();
                 (part, PollResult::Failure, failed)
             }
@@ -560,10 +569,11 @@ impl<C: Collector> PartKind for CollectorKind<C> {
         self.0.render(snapshot, part, out);
     }
 
-    fn reads_others(&self, snapshot: &Snapshot) -> bool {
-        snapshot
-            .part::<C::Value>(C::NAME)
-            .is_some_and(|p| self.0.reads_others(p))
+    fn reads(&self, changed: &str, snapshot: &Snapshot) -> bool {
+        C::READS.contains(&changed)
+            && snapshot
+                .part::<C::Value>(C::NAME)
+                .is_some_and(|p| self.0.reads_others(p))
     }
 
     fn size_hint(&self, snapshot: &Snapshot) -> usize {

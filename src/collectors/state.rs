@@ -2,8 +2,8 @@
 //! swapped in together.
 //!
 //! [`SharedState::publish`] replaces one part and encodes only what changed: that
-//! part, and the parts whose series read other parts (a budget's currency comes from
-//! the service costs). Every other part's exposition is shared with the previous
+//! part, and the parts whose series read it (a budget's currency comes from the
+//! service costs). Every other part's exposition is shared with the previous
 //! publication, so a scrape costs the same however often collectors publish, and a
 //! publication costs the encoding of one part, not of everything.
 
@@ -18,8 +18,9 @@ use crate::snapshot::{AnyPart, Snapshot};
 pub trait PartKind: Send + Sync {
     fn name(&self) -> &'static str;
     fn render(&self, snapshot: &Snapshot, out: &mut Render<'_>);
-    /// Whether the part's series read other parts of `snapshot`.
-    fn reads_others(&self, snapshot: &Snapshot) -> bool;
+    /// Whether the part's series read the part `changed` as it is in `snapshot`
+    /// (and so must be encoded again now that it changed).
+    fn reads(&self, changed: &str, snapshot: &Snapshot) -> bool;
     /// The text size the part renders to, about.
     fn size_hint(&self, snapshot: &Snapshot) -> usize;
 }
@@ -77,7 +78,7 @@ impl SharedState {
             .iter()
             .zip(&current.expositions)
             .map(|(kind, old)| {
-                if kind.name() == name || kind.reads_others(&snapshot) {
+                if kind.name() == name || kind.reads(name, &snapshot) {
                     Arc::new(encode(kind.as_ref(), &snapshot))
                 } else {
                     old.clone()
@@ -93,4 +94,99 @@ impl SharedState {
 
 fn encode(kind: &dyn PartKind, snapshot: &Snapshot) -> Exposition {
     Exposition::render(kind.size_hint(snapshot), |out| kind.render(snapshot, out))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::metrics::Family;
+    use crate::snapshot::{Fetched, Part};
+
+    const F: Family = Family {
+        name: "partnercenter_test",
+        help: "Test.",
+    };
+
+    /// A part of numbers; `reader` reads the part `a`.
+    struct Kind {
+        name: &'static str,
+        reader: bool,
+    }
+
+    impl PartKind for Kind {
+        fn name(&self) -> &'static str {
+            self.name
+        }
+        fn render(&self, snapshot: &Snapshot, out: &mut Render<'_>) {
+            out.header(&F);
+            let own = snapshot.part::<f64>(self.name).map_or(0, Part::len);
+            let read = snapshot.part::<f64>("a").map_or(0, Part::len);
+            out.sample(&F, &[("part", self.name)], (own * 100 + read) as f64);
+        }
+        fn reads(&self, changed: &str, _snapshot: &Snapshot) -> bool {
+            self.reader && changed == "a"
+        }
+        fn size_hint(&self, _snapshot: &Snapshot) -> usize {
+            100
+        }
+    }
+
+    fn part(n: usize) -> Arc<dyn AnyPart> {
+        let entries = (0..n)
+            .map(|i| {
+                (
+                    format!("k{i}"),
+                    Fetched {
+                        value: Some(1.0),
+                        success: true,
+                        last_success: None,
+                    },
+                )
+            })
+            .collect();
+        Arc::new(Part::<f64>::from_entries(entries, None))
+    }
+
+    #[tokio::test]
+    async fn a_publication_encodes_the_part_and_its_readers_only() {
+        let kinds: Vec<Arc<dyn PartKind>> = vec![
+            Arc::new(Kind {
+                name: "a",
+                reader: false,
+            }),
+            Arc::new(Kind {
+                name: "b",
+                reader: false,
+            }),
+            Arc::new(Kind {
+                name: "c",
+                reader: true,
+            }),
+        ];
+        let state = SharedState::new(kinds, Snapshot::default());
+        let before = state.load();
+        state.publish("a", part(2));
+        let after = state.load();
+        assert!(!Arc::ptr_eq(&before.expositions[0], &after.expositions[0]));
+        assert!(
+            Arc::ptr_eq(&before.expositions[1], &after.expositions[1]),
+            "b does not read a"
+        );
+        assert!(
+            !Arc::ptr_eq(&before.expositions[2], &after.expositions[2]),
+            "c reads a"
+        );
+        let text = String::from_utf8(after.expositions[2].text().await.to_vec()).unwrap();
+        assert!(text.contains("partnercenter_test{part=\"c\"} 2"), "{text}");
+
+        state.publish("b", part(3));
+        let last = state.load();
+        assert!(Arc::ptr_eq(&after.expositions[0], &last.expositions[0]));
+        assert!(!Arc::ptr_eq(&after.expositions[1], &last.expositions[1]));
+        assert!(
+            Arc::ptr_eq(&after.expositions[2], &last.expositions[2]),
+            "c does not read b"
+        );
+        assert_eq!(last.snapshot.part::<f64>("a").map(Part::len), Some(2));
+    }
 }

@@ -55,6 +55,7 @@ impl Collector for Usage {
     type Value = UsageRecord;
     const NAME: &'static str = NAME;
     const PLAN: Plan = Plan::Partner;
+    const READS: &'static [&'static str] = &[super::servicecosts::NAME];
 
     async fn fetch(
         &self,
@@ -260,6 +261,7 @@ mod tests {
             "no budget, no series"
         );
         assert!(Usage.reads_others(Usage::part(&s).unwrap()));
+        assert_eq!(Usage::READS, [crate::collectors::servicecosts::NAME]);
         let plan_only = snapshot(vec![record("a", Some("SEK"))], vec![]);
         assert!(!Usage.reads_others(Usage::part(&plan_only).unwrap()));
     }

@@ -8,7 +8,7 @@
 
 pub mod retry;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 
 /// Why an exchange gave no usable answer. Every variant is worth a retry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -64,16 +64,19 @@ pub async fn read_body_limited(
     {
         return Err(ReadError::TooLarge);
     }
-    let mut body = BytesMut::new();
+    // Sized as announced (a large body so that its memory goes back when it is freed).
+    let announced = response.content_length().map_or(0, |n| n as usize);
+    let mut body = crate::memory::buffer(announced);
     loop {
         match response.chunk().await {
             Ok(Some(chunk)) => {
                 if body.len().saturating_add(chunk.len()) > limit {
                     return Err(ReadError::TooLarge);
                 }
+                crate::memory::reserve(&mut body, chunk.len());
                 body.extend_from_slice(&chunk);
             }
-            Ok(None) => return Ok(body.freeze()),
+            Ok(None) => return Ok(Bytes::from(body)),
             Err(e) => return Err(ReadError::Transport(TransportError::of(&e))),
         }
     }

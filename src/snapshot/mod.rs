@@ -115,27 +115,26 @@ pub enum Stage {
 
 /// Merges a run's results into the previous part, as the module docs say. Of a key
 /// given twice in `results`, the later result wins. `last_success` is carried over;
-/// the caller sets it at the end of a fully successful run.
+/// the caller sets it at the end of a fully successful run. The results are taken by
+/// value: a final merge moves the fetched values instead of copying them.
 pub fn merge<T: Clone>(
     previous: &Part<T>,
-    results: &[(String, Outcome<T>)],
+    results: impl IntoIterator<Item = (String, Outcome<T>)>,
     stage: Stage,
 ) -> Part<T> {
-    let mut merged: BTreeMap<&str, Fetched<T>> = BTreeMap::new();
+    let mut merged: Vec<(String, Fetched<T>)> = Vec::with_capacity(previous.len());
     if stage == Stage::Progress {
-        for (key, fetched) in &previous.entries {
-            merged.insert(key, fetched.clone());
-        }
+        merged.extend(previous.entries.iter().cloned());
     }
     for (key, outcome) in results {
         let fetched = match outcome {
             Outcome::Fetched { value, at } => Fetched {
-                value: Some(value.clone()),
+                value: Some(value),
                 success: true,
-                last_success: Some(*at),
+                last_success: Some(at),
             },
             Outcome::Failed => {
-                let old = previous.get(key);
+                let old = previous.get(&key);
                 Fetched {
                     value: old.and_then(|o| o.value.clone()),
                     success: false,
@@ -143,10 +142,20 @@ pub fn merge<T: Clone>(
                 }
             }
         };
-        merged.insert(key, fetched);
+        merged.push((key, fetched));
+    }
+    // Stable: of equal keys, the one pushed last (a result over a previous entry, a
+    // later result over an earlier one) ends last, and is the one kept.
+    merged.sort_by(|a, b| a.0.cmp(&b.0));
+    let mut entries: Vec<(String, Fetched<T>)> = Vec::with_capacity(merged.len());
+    for entry in merged {
+        match entries.last_mut() {
+            Some(last) if last.0 == entry.0 => *last = entry,
+            _ => entries.push(entry),
+        }
     }
     Part {
-        entries: merged.into_iter().map(|(k, f)| (k.to_owned(), f)).collect(),
+        entries,
         last_success: previous.last_success,
     }
 }
@@ -258,7 +267,7 @@ mod tests {
             ("b".to_owned(), Outcome::Failed),
             ("d".to_owned(), Outcome::Failed),
         ];
-        let merged = merge(&previous(), &results, Stage::Final);
+        let merged = merge(&previous(), results, Stage::Final);
         assert_eq!(
             merged.entries,
             vec![
@@ -274,7 +283,7 @@ mod tests {
     #[test]
     fn keys_not_fetched_yet_stay_while_the_run_goes_on() {
         let results = vec![("c".to_owned(), ok(3, 20.0))];
-        let merged = merge(&previous(), &results, Stage::Progress);
+        let merged = merge(&previous(), results, Stage::Progress);
         assert_eq!(
             merged.entries,
             vec![
@@ -288,7 +297,7 @@ mod tests {
     #[test]
     fn a_run_that_failed_as_a_whole_keeps_everything_marked_failed() {
         let previous = previous();
-        let merged = merge(&previous, &failed_keys(&previous), Stage::Final);
+        let merged = merge(&previous, failed_keys(&previous), Stage::Final);
         assert_eq!(merged.len(), 3);
         assert_eq!(merged.failed(), 3);
         assert_eq!(merged.value("a"), Some(&1));
@@ -336,7 +345,7 @@ mod tests {
                 .map(|(k, s)| (k.clone(), if *s { ok(2, 2.0) } else { Outcome::Failed }))
                 .collect();
             let stage = if progress { Stage::Progress } else { Stage::Final };
-            let merged = merge(&previous, &results, stage);
+            let merged = merge(&previous, results.clone(), stage);
             let keys: Vec<&str> = merged.entries.iter().map(|(k, _)| k.as_str()).collect();
             let mut sorted = keys.clone();
             sorted.sort();
