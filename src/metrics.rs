@@ -407,6 +407,11 @@ impl Exposition {
         }
     }
 
+    /// Whether the plain text has been asked for (and so is kept).
+    pub fn text_ready(&self) -> bool {
+        self.text.initialized()
+    }
+
     /// The text format, decompressed from [`Exposition::gzip`] on first use (on a
     /// blocking thread: 10,000 customers take about 30 ms) and kept.
     pub async fn text(&self) -> Bytes {

@@ -11,7 +11,8 @@
 //! the cache file.
 //!
 //! A run of a per-customer collector publishes what it has fetched every
-//! [`PROGRESS_EVERY`], merged into its previous part, so that a cold start of
+//! [`PROGRESS_EVERY`] (less often for a part that takes long to encode), merged
+//! into its previous part, so that a cold start of
 //! thousands of customers shows its first customers within seconds; customers no
 //! longer monitored leave at the end of the run. A partner-level run makes its few
 //! requests and publishes once. A run that is cancelled (shutdown) publishes no
@@ -48,8 +49,12 @@ use crate::snapshot::{failed_keys, merge, Outcome, Part, Snapshot, Stage};
 use discovery::{Discovery, Target};
 use state::{PartKind, SharedState};
 
-/// How often a long per-customer run publishes what it has fetched so far.
+/// How often a long per-customer run publishes what it has fetched so far, at most.
 pub const PROGRESS_EVERY: Duration = Duration::from_secs(5);
+/// A progress publication that took `t` is followed by the next one no sooner than
+/// `t` times this: a large part (10,000 customers take about 0.3 s to encode)
+/// publishes less often, so that encoding stays a small share of a run.
+const PROGRESS_COST_FACTOR: u32 = 50;
 
 /// What a collector fetches per run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -454,9 +459,8 @@ impl<C: Collector> Scheduler<C> {
         let mut first_error: Option<ApiError> = None;
         // Results already published by a progress publication.
         let mut published = 0;
-        let mut progress =
-            tokio::time::interval_at(tokio::time::Instant::now() + PROGRESS_EVERY, PROGRESS_EVERY);
-        progress.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let progress = tokio::time::sleep(PROGRESS_EVERY);
+        let mut progress = std::pin::pin!(progress);
         loop {
             tokio::select! {
                 next = fetches.next() => {
@@ -474,13 +478,18 @@ impl<C: Collector> Scheduler<C> {
                         }
                     }
                 }
-                _ = progress.tick() => {
+                _ = &mut progress => {
                     // Nothing new since the last publication: nothing to encode.
+                    let mut wait = PROGRESS_EVERY;
                     if results.len() > published {
                         published = results.len();
+                        let encoding = Instant::now();
                         let part = merge(previous, results.iter().cloned(), Stage::Progress);
                         shared.state.publish(C::NAME, Arc::new(part));
+                        // At most about 2% of the time goes to progress publications.
+                        wait = wait.max(encoding.elapsed().saturating_mul(PROGRESS_COST_FACTOR));
                     }
+                    progress.as_mut().reset(tokio::time::Instant::now() + wait);
                 }
             }
         }

@@ -5,7 +5,9 @@
 //! part, and the parts whose series read it (a budget's currency comes from the
 //! service costs). Every other part's exposition is shared with the previous
 //! publication, so a scrape costs the same however often collectors publish, and a
-//! publication costs the encoding of one part, not of everything.
+//! publication costs the encoding of one part, not of everything. Where the plain
+//! text of a part was being scraped, the new one's is decompressed ahead, in the
+//! background, so a plain scrape after a publication does not wait for it.
 
 use std::sync::{Arc, Mutex, PoisonError};
 
@@ -79,7 +81,11 @@ impl SharedState {
             .zip(&current.expositions)
             .map(|(kind, old)| {
                 if kind.name() == name || kind.reads(name, &snapshot) {
-                    Arc::new(encode(kind.as_ref(), &snapshot))
+                    let new = Arc::new(encode(kind.as_ref(), &snapshot));
+                    if old.text_ready() {
+                        warm_text(&new);
+                    }
+                    new
                 } else {
                     old.clone()
                 }
@@ -89,6 +95,18 @@ impl SharedState {
             snapshot,
             expositions,
         }));
+    }
+}
+
+/// Decompresses the plain text of `exposition` in the background: someone scrapes
+/// the plain text (the previous one was asked for), and the next such scrape should
+/// not wait for it. A scrape that comes first waits for the same decompression.
+fn warm_text(exposition: &Arc<Exposition>) {
+    if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+        let exposition = exposition.clone();
+        runtime.spawn(async move {
+            exposition.text().await;
+        });
     }
 }
 
@@ -178,6 +196,10 @@ mod tests {
         );
         let text = String::from_utf8(after.expositions[2].text().await.to_vec()).unwrap();
         assert!(text.contains("partnercenter_test{part=\"c\"} 2"), "{text}");
+        assert!(
+            !after.expositions[0].text_ready(),
+            "nobody asked for a's text"
+        );
 
         state.publish("b", part(3));
         let last = state.load();
@@ -188,5 +210,17 @@ mod tests {
             "c does not read b"
         );
         assert_eq!(last.snapshot.part::<f64>("a").map(Part::len), Some(2));
+
+        // c's text was scraped: the next c is decompressed ahead.
+        state.publish("a", part(4));
+        let warm = state.load();
+        for _ in 0..100 {
+            if warm.expositions[2].text_ready() {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        assert!(warm.expositions[2].text_ready());
+        assert!(!warm.expositions[0].text_ready());
     }
 }
