@@ -133,7 +133,7 @@ impl Application {
         let registered: Vec<_> = collectors_mod::COLLECTORS
             .iter()
             .zip(&config.collectors)
-            .map(|(info, settings)| (settings.clone(), (info.build)(config)))
+            .map(|(info, settings)| (settings.clone(), (info.build)(settings)))
             .collect();
         let mut kinds: Vec<Arc<dyn PartKind>> = vec![Arc::new(Customers)];
         kinds.extend(

@@ -41,7 +41,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::auth::Authenticator;
 use crate::client::{ApiError, PartnerCenterClient};
-use crate::config::{CollectorSettings, Config, CustomerSelection};
+use crate::config::{CollectorSettings, CustomerSelection};
 use crate::metrics::{PollResult, Render, Telemetry};
 use crate::model::unix_seconds;
 use crate::snapshot::cache::{load_part, save_cache, PartLoader};
@@ -122,14 +122,17 @@ pub struct Info {
     pub env: &'static str,
     pub no_env: &'static str,
     pub interval_env: &'static str,
-    /// Builds the collector.
-    pub build: fn(&Config) -> Registered,
+    /// Reads the collector's part from the cache file.
+    pub load: PartLoader,
+    /// Builds the collector from its settings.
+    pub build: fn(&CollectorSettings) -> Registered,
 }
 
-/// [`Info`] from the collector's name in lower and upper snake case.
+/// [`Info`] from the collector's name in lower and upper snake case, its type and
+/// how to build it.
 #[macro_export]
 macro_rules! collector_info {
-    ($name:literal, $upper:literal, $default:expr, $about:literal, $build:expr) => {
+    ($name:literal, $upper:literal, $default:expr, $about:literal, $ty:ty, $build:expr) => {
         $crate::collectors::Info {
             name: $name,
             enabled_by_default: $default,
@@ -140,6 +143,7 @@ macro_rules! collector_info {
             env: concat!("PARTNERCENTER_COLLECTOR_", $upper),
             no_env: concat!("PARTNERCENTER_NO_COLLECTOR_", $upper),
             interval_env: concat!("PARTNERCENTER_COLLECTOR_", $upper, "_INTERVAL"),
+            load: $crate::snapshot::cache::load_part::<<$ty as $crate::collectors::Collector>::Value>,
             build: $build,
         }
     };
@@ -612,9 +616,13 @@ pub(crate) mod tests {
     /// Every part of `snapshot` as `/metrics` shows it, in the order of the kinds.
     pub fn render_all(snapshot: &Snapshot) -> String {
         let mut kinds: Vec<Arc<dyn PartKind>> = vec![Arc::new(customers::Customers)];
-        kinds.extend(COLLECTORS.iter().map(|info| match info.name {
-            servicecosts::NAME => register(servicecosts::ServiceCosts).kind,
-            _ => register(usage::Usage).kind,
+        kinds.extend(COLLECTORS.iter().map(|info| {
+            let settings = CollectorSettings {
+                name: info.name,
+                enabled: true,
+                interval: Duration::from_secs(3600),
+            };
+            (info.build)(&settings).kind
         }));
         kinds
             .iter()

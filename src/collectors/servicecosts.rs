@@ -25,6 +25,7 @@ pub const INFO: super::Info = crate::collector_info!(
     "SERVICECOSTS",
     true,
     "each customer's MostRecent service-costs summary (one request per customer)",
+    ServiceCosts,
     |_| register(ServiceCosts)
 );
 

@@ -25,6 +25,7 @@ pub const INFO: super::Info = crate::collector_info!(
     "USAGE",
     true,
     "every customer's estimated usage of the current month and its Partner Center budget (one request)",
+    Usage,
     |_| register(Usage)
 );
 
