@@ -33,64 +33,89 @@ use prometheus::{
 /// The content type of the Prometheus text format 0.0.4.
 pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
-/// Endpoint label values of `partnercenter_api_requests_total`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Endpoint {
-    Token,
-    Customers,
-    ServiceCosts,
-    UsageRecords,
-    GenerateToken,
+/// A fixed set of label values: an enum with `ALL` (every value, in one list) and
+/// `as_str`, so a label's values can neither grow nor be mistyped.
+macro_rules! label_values {
+    ($(#[$meta:meta])* $name:ident { $($variant:ident => $text:literal),+ $(,)? }) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        pub enum $name {
+            $($variant),+
+        }
+
+        impl $name {
+            /// Every value, in the order exported.
+            pub const ALL: &'static [$name] = &[$($name::$variant),+];
+
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $($name::$variant => $text),+
+                }
+            }
+        }
+    };
 }
 
-impl Endpoint {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Endpoint::Token => "token",
-            Endpoint::Customers => "customers",
-            Endpoint::ServiceCosts => "servicecosts",
-            Endpoint::UsageRecords => "usagerecords",
-            Endpoint::GenerateToken => "generatetoken",
-        }
+label_values! {
+    /// Endpoint label values of `partnercenter_api_requests_total`.
+    Endpoint {
+        Token => "token",
+        Customers => "customers",
+        ServiceCosts => "servicecosts",
+        UsageRecords => "usagerecords",
+        GenerateToken => "generatetoken",
     }
 }
 
-/// Every `reason` of `partnercenter_auth_failures_total`: the Azure AD `error`
-/// values (RFC 6749 §5.2 and Azure AD's additions), `other` for an unknown one,
-/// `transport` for no usable answer, `generatetoken` for a refused exchange. All are
-/// exported from the start at 0, so `increase()` sees the first failure.
-pub const AUTH_FAILURE_REASONS: &[&str] = &[
-    "invalid_request",
-    "invalid_grant",
-    "unauthorized_client",
-    "invalid_client",
-    "unsupported_grant_type",
-    "invalid_resource",
-    "invalid_scope",
-    "interaction_required",
-    "temporarily_unavailable",
-    "server_error",
-    "access_denied",
-    "other",
-    "transport",
-    "generatetoken",
-];
-
-/// Outcome label values of `partnercenter_polls_total`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum PollResult {
-    Success,
-    Partial,
-    Failure,
+label_values! {
+    /// Every `reason` of `partnercenter_auth_failures_total`: the Azure AD `error`
+    /// values (RFC 6749 §5.2 and Azure AD's additions), `other` for an unknown one,
+    /// `transport` for no usable answer, `generatetoken` for a refused exchange. All
+    /// are exported from the start at 0, so `increase()` sees the first failure.
+    AuthFailureReason {
+        InvalidRequest => "invalid_request",
+        InvalidGrant => "invalid_grant",
+        UnauthorizedClient => "unauthorized_client",
+        InvalidClient => "invalid_client",
+        UnsupportedGrantType => "unsupported_grant_type",
+        InvalidResource => "invalid_resource",
+        InvalidScope => "invalid_scope",
+        InteractionRequired => "interaction_required",
+        TemporarilyUnavailable => "temporarily_unavailable",
+        ServerError => "server_error",
+        AccessDenied => "access_denied",
+        Other => "other",
+        Transport => "transport",
+        GenerateToken => "generatetoken",
+    }
 }
 
-impl PollResult {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            PollResult::Success => "success",
-            PollResult::Partial => "partial",
-            PollResult::Failure => "failure",
-        }
+impl AuthFailureReason {
+    /// The reason of an Azure AD `error` value: one of the known ones, else `other`,
+    /// so a strange answer cannot grow the label's cardinality.
+    pub fn of_aad_error(error: &str) -> AuthFailureReason {
+        AuthFailureReason::ALL
+            .iter()
+            .copied()
+            .filter(|r| {
+                !matches!(
+                    r,
+                    AuthFailureReason::Other
+                        | AuthFailureReason::Transport
+                        | AuthFailureReason::GenerateToken
+                )
+            })
+            .find(|r| r.as_str() == error)
+            .unwrap_or(AuthFailureReason::Other)
+    }
+}
+
+label_values! {
+    /// Outcome label values of `partnercenter_polls_total`.
+    PollResult {
+        Success => "success",
+        Partial => "partial",
+        Failure => "failure",
     }
 }
 
@@ -167,8 +192,8 @@ impl Telemetry {
                 &["reason"],
             )?,
         );
-        for reason in AUTH_FAILURE_REASONS {
-            auth_failures.with_label_values(&[reason]);
+        for reason in AuthFailureReason::ALL {
+            auth_failures.with_label_values(&[reason.as_str()]);
         }
         let refresh_token_persist_failures = register(
             &registry,
@@ -220,11 +245,7 @@ impl Telemetry {
             "How many of partnercenter_poll_targets the running (or last) run has done.",
         )?;
         for name in collectors {
-            for result in [
-                PollResult::Success,
-                PollResult::Partial,
-                PollResult::Failure,
-            ] {
+            for result in PollResult::ALL {
                 polls.with_label_values(&[name, result.as_str()]);
             }
             poll_duration.with_label_values(&[name]);
@@ -280,9 +301,11 @@ impl Telemetry {
             .observe(elapsed.as_secs_f64());
     }
 
-    /// Counts a failed token request; `reason` must come from a fixed set of values.
-    pub fn auth_failure(&self, reason: &str) {
-        self.auth_failures.with_label_values(&[reason]).inc();
+    /// Counts a failed token request.
+    pub fn auth_failure(&self, reason: AuthFailureReason) {
+        self.auth_failures
+            .with_label_values(&[reason.as_str()])
+            .inc();
     }
 
     /// Counts a rotated refresh token that could not be written to its file.
@@ -640,7 +663,7 @@ mod tests {
         t.target_done("usage");
         t.observe_request(Endpoint::ServiceCosts, Some(200), Duration::from_millis(5));
         t.observe_request(Endpoint::Token, None, Duration::from_millis(5));
-        t.auth_failure("invalid_grant");
+        t.auth_failure(AuthFailureReason::InvalidGrant);
         let mut out = Vec::new();
         t.encode(&mut out);
         let text = String::from_utf8(out).unwrap();

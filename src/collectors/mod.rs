@@ -544,7 +544,7 @@ pub fn log_failure(collector: &str, what: &str, err: &ApiError) {
     match err {
         ApiError::Auth(auth) if auth.needs_operator() => tracing::error!(
             collector,
-            reason = auth.reason(),
+            reason = auth.reason().as_str(),
             error = %auth,
             "{what}: Azure AD sign-in needs an operator; the last good data is still served"
         ),

@@ -28,6 +28,24 @@ pub enum TransportError {
 }
 
 impl TransportError {
+    /// Every kind, in one list.
+    pub const ALL: &'static [TransportError] = &[
+        TransportError::Timeout,
+        TransportError::Connect,
+        TransportError::Body,
+        TransportError::Other,
+    ];
+
+    /// A fixed name for logs: `timeout`, `connect`, `body`, `other`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TransportError::Timeout => "timeout",
+            TransportError::Connect => "connect",
+            TransportError::Body => "body",
+            TransportError::Other => "other",
+        }
+    }
+
     /// Classifies a reqwest failure. Its message is not kept: it may carry a URL,
     /// and with it a tenant or a token.
     pub fn of(e: &reqwest::Error) -> TransportError {
@@ -79,5 +97,17 @@ pub async fn read_body_limited(
             Ok(None) => return Ok(Bytes::from(body)),
             Err(e) => return Err(ReadError::Transport(TransportError::of(&e))),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_transport_kind_has_its_own_name() {
+        let names: std::collections::HashSet<&str> =
+            TransportError::ALL.iter().map(|t| t.as_str()).collect();
+        assert_eq!(names.len(), TransportError::ALL.len());
     }
 }
