@@ -38,7 +38,7 @@ step "alert and recording rules (promtool check + promtool test)"
 scripts/check-rules.sh
 
 step "dashboards and rules against a real Prometheus scraping the exporter (drift test)"
-python3 scripts/drift_test.py target/release/partnercenter-exporter
+python3 tests/checks/drift_test.py target/release/partnercenter-exporter
 
 step "deployment files (hadolint, Kubernetes schemas, PrometheusRule sync, systemd-analyze)"
 scripts/check-deploy.sh

@@ -22,9 +22,10 @@ prometheus/ loaded, then checks:
     in prometheus/).
 
 Prints one line per check and a final "N passed, N failed" line; exits non-zero
-on any failure. Python 3 standard library only.
+on any failure. Python 3 standard library only; starting, waiting for and
+stopping the exporter and Prometheus comes from exporter_process.py beside it.
 
-usage: scripts/drift_test.py [EXPORTER_BINARY] [--prometheus PATH] [--timeout SECONDS]
+usage: tests/checks/drift_test.py [EXPORTER_BINARY] [--prometheus PATH] [--timeout SECONDS]
 """
 
 import argparse
@@ -35,7 +36,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -44,9 +44,10 @@ import urllib.error
 import urllib.parse
 import urllib.request
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from exporter_process import HTTP_TIMEOUT, Exporter, Process, free_port, http_get
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 JOB = "partnercenter-exporter"
-HTTP_TIMEOUT = 15
 
 # Series that Prometheus itself creates for every scrape target or alert.
 PROMETHEUS_SERIES = {
@@ -310,18 +311,7 @@ def static_checks(rep, name, dash):
               not problems, "; ".join(problems[:6]))
 
 
-# ---------------------------------------------------------------- processes and HTTP
-def free_port():
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def http_get(url, timeout=HTTP_TIMEOUT):
-    with urllib.request.urlopen(url, timeout=timeout) as r:
-        return r.status, r.read().decode("utf-8", "replace")
-
-
+# ---------------------------------------------------------------- Prometheus's HTTP API
 class Prom:
     def __init__(self, base):
         self.base = base
@@ -372,37 +362,9 @@ def result_len(resp):
     return len(resp.get("data", {}).get("result") or [])
 
 
-def wait_for(what, fn, deadline, interval=0.5):
-    last = None
-    while time.time() < deadline:
-        try:
-            last = fn()
-            if last:
-                return last
-        except Exception as e:  # connection refused while starting, etc.
-            last = e
-        time.sleep(interval)
-    raise RuntimeError("timed out waiting for %s (last: %r)" % (what, last))
-
-
 def stop(proc, name):
-    if proc is None or proc.poll() is not None:
-        return
-    proc.terminate()
-    try:
-        proc.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        print("info  %s did not stop within 10s of SIGTERM; killing it" % name, flush=True)
-        proc.kill()
-        proc.wait(timeout=10)
-
-
-def tail(path, n=30):
-    try:
-        with open(path, encoding="utf-8", errors="replace") as f:
-            return "".join(f.readlines()[-n:])
-    except OSError:
-        return ""
+    if proc is not None and proc.stop(timeout=10) is None:
+        Report.info("%s did not stop within 10s of SIGTERM; killed it" % name)
 
 
 def parse_exposition(text):
@@ -460,29 +422,22 @@ def run(args, rep, tmp):
     if not rep.check("exporter binary exists: %s" % args.binary, os.access(binary, os.X_OK),
                      "build it first (cargo build --release) or pass its path"):
         return
-    exp_port = free_port()
-    exp_log = os.path.join(tmp, "exporter.log")
-    exp_cmd = [binary, "--demo", "--web.listen-address", "127.0.0.1:%d" % exp_port,
-               "--poll.interval", args.poll_interval]
-    Report.info("starting: %s" % " ".join(exp_cmd))
     procs = args.procs
-    with open(exp_log, "wb") as log:
-        procs["exporter"] = subprocess.Popen(exp_cmd, stdout=log, stderr=subprocess.STDOUT,
-                                             stdin=subprocess.DEVNULL, cwd=tmp)
-    metrics_url = "http://127.0.0.1:%d/metrics" % exp_port
+    exporter = procs["exporter"] = Exporter(
+        binary, ["--demo", "--poll.interval", args.poll_interval], os.path.join(tmp, "exporter.log"), cwd=tmp)
+    Report.info("starting: %s" % " ".join(exporter.argv))
+    metrics_url = exporter.url("/metrics")
 
     def exporter_has_costs():
-        if procs["exporter"].poll() is not None:
-            raise SystemExit("exporter exited with status %s" % procs["exporter"].returncode)
         status, body = http_get(metrics_url)
         return body if status == 200 and re.search(r"^partnercenter_service_costs_after_tax\{", body, re.M) else None
     try:
-        exposition = wait_for("the exporter to serve cost metrics on %s" % metrics_url, exporter_has_costs,
-                              time.time() + args.startup_timeout)
+        exposition = exporter.wait_for("the exporter to serve cost metrics on %s" % metrics_url,
+                                       exporter_has_costs, args.startup_timeout)
         rep.check("exporter serves cost metrics after its first poll", True)
-    except (RuntimeError, SystemExit) as e:
+    except RuntimeError as e:
         rep.check("exporter serves cost metrics after its first poll", False,
-                  "%s\n--- exporter log ---\n%s" % (e, tail(exp_log)))
+                  "%s\n--- exporter log ---\n%s" % (e, exporter.log_tail()))
         return
 
     # ------------------------------------------------ prometheus
@@ -492,45 +447,41 @@ def run(args, rep, tmp):
         f.write("global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\n  evaluation_interval: 1s\n")
         f.write("rule_files:\n" + "".join("  - %s\n" % json.dumps(p) for p in rule_files))
         f.write("scrape_configs:\n  - job_name: %s\n    static_configs:\n      - targets: ['127.0.0.1:%d']\n"
-                % (JOB, exp_port))
-    prom_log = os.path.join(tmp, "prometheus.log")
+                % (JOB, exporter.port))
     prom_cmd = [args.prometheus, "--config.file=" + cfg, "--storage.tsdb.path=" + os.path.join(tmp, "data"),
                 "--web.listen-address=127.0.0.1:%d" % prom_port, "--log.level=warn"]
     Report.info("starting: %s" % " ".join(prom_cmd))
-    with open(prom_log, "wb") as log:
-        procs["prometheus"] = subprocess.Popen(prom_cmd, stdout=log, stderr=subprocess.STDOUT,
-                                               stdin=subprocess.DEVNULL, cwd=tmp)
+    prometheus = procs["prometheus"] = Process(prom_cmd, os.path.join(tmp, "prometheus.log"), cwd=tmp,
+                                               name="prometheus")
     prom = Prom("http://127.0.0.1:%d" % prom_port)
     prom_started = time.time()
 
-    def ready():
-        if procs["prometheus"].poll() is not None:
-            raise SystemExit("prometheus exited with status %s" % procs["prometheus"].returncode)
-        return http_get(prom.base + "/-/ready")[0] == 200
-    deadline = time.time() + args.startup_timeout
+    deadline = time.monotonic() + args.startup_timeout
+
+    def wait(what, probe):
+        # Every wait shares the one start-up deadline; each fails when Prometheus exits.
+        return prometheus.wait_for(what, probe, deadline - time.monotonic())
     try:
-        wait_for("Prometheus to be ready", ready, deadline)
-        wait_for("the first scrape of the exporter",
-                 lambda: has_data(prom.query('up{job="%s"} == 1' % JOB)), deadline)
-        wait_for("cost series in Prometheus",
-                 lambda: has_data(prom.query("partnercenter_service_costs_after_tax")), deadline)
+        wait("Prometheus to be ready", lambda: http_get(prom.base + "/-/ready")[0] == 200)
+        wait("the first scrape of the exporter", lambda: has_data(prom.query('up{job="%s"} == 1' % JOB)))
+        wait("cost series in Prometheus", lambda: has_data(prom.query("partnercenter_service_costs_after_tax")))
 
         def rules_evaluated():
             groups = prom.api("/api/v1/rules", post=False).get("data", {}).get("groups", [])
             return groups and all(not r.get("lastEvaluation", "0001").startswith("0001")
                                   for g in groups for r in g["rules"])
-        wait_for("every rule to be evaluated", rules_evaluated, deadline)
+        wait("every rule to be evaluated", rules_evaluated)
         # enough history for rate() windows: requests counted in two or more scrapes
-        wait_for("request counters to increase",
-                 lambda: has_data(prom.query("rate(partnercenter_api_requests_total[1m]) > 0"))
-                 and has_data(prom.query("rate(partnercenter_api_request_duration_seconds_count[1m]) > 0")),
-                 deadline)
+        wait("request counters to increase",
+             lambda: has_data(prom.query("rate(partnercenter_api_requests_total[1m]) > 0"))
+             and has_data(prom.query("rate(partnercenter_api_request_duration_seconds_count[1m]) > 0")))
         while time.time() - prom_started < args.min_history:
             time.sleep(0.5)
         rep.check("Prometheus scrapes the exporter and evaluates the rules", True)
-    except (RuntimeError, SystemExit) as e:
+    except RuntimeError as e:
         rep.check("Prometheus scrapes the exporter and evaluates the rules", False,
-                  "%s\n--- prometheus log ---\n%s\n--- exporter log ---\n%s" % (e, tail(prom_log), tail(exp_log)))
+                  "%s\n--- prometheus log ---\n%s\n--- exporter log ---\n%s"
+                  % (e, prometheus.log_tail(), exporter.log_tail()))
         return
 
     # the exposition as Prometheus sees it now (after several polls)
