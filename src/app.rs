@@ -24,11 +24,11 @@ use crate::collectors::state::{PartKind, SharedState};
 use crate::collectors::{self as collectors_mod, part_loaders, run_every, Runner, Shared};
 use crate::config::{Config, CustomerConfig, CustomerSelection, Grant};
 use crate::http::retry::Backoff;
-use crate::metrics::Telemetry;
 use crate::server::{serve, ServerState};
 use crate::simulator::{SimCosts, Simulator, SimulatorConfig};
 use crate::snapshot::cache::{load_cache, StateLock};
 use crate::snapshot::Snapshot;
+use crate::telemetry::Telemetry;
 use crate::web_config::{TlsAcceptorSource, WebConfig};
 
 /// A built, listening exporter.

@@ -37,8 +37,8 @@ use secrecy::{ExposeSecret, SecretString};
 use crate::config::{AadEndpoint, AuthConfig, Grant};
 use crate::http::retry::Backoff;
 use crate::http::{read_body_limited, ReadError, TransportError};
-use crate::metrics::{AuthFailureReason, Endpoint, Telemetry};
 use crate::model::{parse_json, AadErrorBody, TokenResponse};
+use crate::telemetry::{AuthFailureReason, Endpoint, Telemetry};
 
 /// The Partner Center audience (docs/partner-center.md §1).
 pub const RESOURCE: &str = "https://api.partnercenter.microsoft.com";

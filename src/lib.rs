@@ -25,8 +25,10 @@
 //!   (`servicecosts`, `usage`), the shared customer discovery, and the published
 //!   state (one pre-encoded exposition per part).
 //! - [`snapshot`]: parts, the keep-last-good merge, and the atomic cache file.
-//! - [`metrics`]: self-metrics in the exporter's own registry, and the encoding of
-//!   the parts, each encoded (and gzipped) once per change.
+//! - [`exposition`]: the text format of the parts, each encoded (and gzipped)
+//!   once per change.
+//! - [`telemetry`]: the exporter's own metrics, in its own registry, and the label
+//!   values of fixed sets.
 //! - [`memory`]: the allocation policy of large buffers.
 //! - [`server`]: the HTTP endpoints on bare hyper, with graceful shutdown.
 //! - [`web_config`]: the exporter-toolkit web config file: TLS and basic auth.
@@ -40,14 +42,15 @@ pub mod auth;
 pub mod client;
 pub mod collectors;
 pub mod config;
+pub mod exposition;
 pub mod http;
 pub mod logging;
 pub mod memory;
-pub mod metrics;
 pub mod model;
 pub mod server;
 pub mod simulator;
 pub mod snapshot;
+pub mod telemetry;
 pub mod usage_records;
 pub mod web_config;
 

@@ -30,8 +30,9 @@ use crate::collectors::customers::Customers;
 use crate::collectors::servicecosts::ServiceCosts;
 use crate::collectors::state::SharedState;
 use crate::collectors::usage::Usage;
-use crate::metrics::{gzip_stored, RunStatus, Telemetry, CONTENT_TYPE};
+use crate::exposition::{gzip_stored, CONTENT_TYPE};
 use crate::snapshot::Snapshot;
+use crate::telemetry::{RunStatus, Telemetry};
 use crate::web_config::{BasicAuth, TlsAcceptorSource, WebConfig};
 
 /// Connections served at once, at most; more wait in the kernel's accept queue.

@@ -8,7 +8,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::metrics::{Family, Render};
+use crate::exposition::{Family, Render};
 use crate::snapshot::{Part, Snapshot};
 
 use super::servicecosts;

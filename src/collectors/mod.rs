@@ -42,10 +42,11 @@ use tokio_util::sync::CancellationToken;
 use crate::auth::Authenticator;
 use crate::client::{ApiError, PartnerCenterClient};
 use crate::config::{CollectorSettings, CustomerSelection};
-use crate::metrics::{PollResult, Render, Telemetry};
+use crate::exposition::Render;
 use crate::model::unix_seconds;
 use crate::snapshot::cache::{load_part, save_cache, PartLoader};
 use crate::snapshot::{failed_keys, merge, Outcome, Part, Snapshot, Stage};
+use crate::telemetry::{PollResult, Telemetry};
 use discovery::{Discovery, Target};
 use state::{PartKind, SharedState};
 
@@ -626,7 +627,7 @@ pub(crate) mod tests {
         }));
         kinds
             .iter()
-            .map(|k| crate::metrics::render_text(|out| k.render(snapshot, out)))
+            .map(|k| crate::exposition::render_text(|out| k.render(snapshot, out)))
             .collect()
     }
 }

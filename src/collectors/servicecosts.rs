@@ -12,7 +12,7 @@ use std::collections::HashMap;
 use serde::{Deserialize, Serialize};
 
 use crate::client::ApiError;
-use crate::metrics::{Family, Render};
+use crate::exposition::{Family, Render};
 use crate::model::{earliest, latest, CostLine};
 use crate::snapshot::{Part, Snapshot};
 

@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use arc_swap::ArcSwap;
 
-use crate::metrics::{Exposition, Render};
+use crate::exposition::{Exposition, Render};
 use crate::snapshot::{AnyPart, Snapshot};
 
 /// A part as the publisher knows it: how it renders.
@@ -117,7 +117,7 @@ fn encode(kind: &dyn PartKind, snapshot: &Snapshot) -> Exposition {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::metrics::Family;
+    use crate::exposition::Family;
     use crate::snapshot::{Fetched, Part};
 
     const F: Family = Family {

@@ -11,7 +11,7 @@
 //! exported.
 
 use crate::client::ApiError;
-use crate::metrics::{Family, Render};
+use crate::exposition::{Family, Render};
 use crate::snapshot::{Part, Snapshot};
 use crate::usage_records::UsageRecord;
 
@@ -225,7 +225,7 @@ mod tests {
     }
 
     fn render(snapshot: &Snapshot) -> String {
-        crate::metrics::render_text(|out| {
+        crate::exposition::render_text(|out| {
             Usage.render(snapshot, Usage::part(snapshot).unwrap(), out)
         })
     }
