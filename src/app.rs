@@ -18,12 +18,12 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::auth::Authenticator;
-use crate::client::PartnerCenterClient;
 use crate::collectors::customers::{self, Customers};
 use crate::collectors::state::{PartKind, SharedState};
 use crate::collectors::{self as collectors_mod, part_loaders, run_every, Runner, Shared};
 use crate::config::{Config, CustomerConfig, CustomerSelection, Grant};
 use crate::http::retry::Backoff;
+use crate::partner_center::client::PartnerCenterClient;
 use crate::server::{serve, ServerState};
 use crate::simulator::{SimCosts, Simulator, SimulatorConfig};
 use crate::snapshot::cache::{load_cache, StateLock};

@@ -37,7 +37,7 @@ use secrecy::{ExposeSecret, SecretString};
 use crate::config::{AadEndpoint, AuthConfig, Grant};
 use crate::http::retry::Backoff;
 use crate::http::{read_body_limited, ReadError, TransportError};
-use crate::model::{parse_json, AadErrorBody, TokenResponse};
+use crate::partner_center::model::{parse_json, AadErrorBody, TokenResponse};
 use crate::telemetry::{AuthFailureReason, Endpoint, Telemetry};
 
 /// The Partner Center audience (docs/partner-center.md §1).
@@ -533,7 +533,7 @@ fn write_refresh_token(path: PathBuf, token: SecretString) -> std::io::Result<()
 }
 
 /// The lifetime an `expires_in` announces, at most [`MAX_LIFETIME`].
-fn lifetime(expires_in: Option<&crate::model::StringOrNumber>) -> Duration {
+fn lifetime(expires_in: Option<&crate::partner_center::model::StringOrNumber>) -> Duration {
     expires_in
         .and_then(|e| e.as_secs())
         .filter(|s| *s > 0)
@@ -622,8 +622,9 @@ mod tests {
 
     #[test]
     fn absurd_lifetimes_are_clamped_not_trusted() {
-        let parse =
-            |json: &str| -> crate::model::StringOrNumber { serde_json::from_str(json).unwrap() };
+        let parse = |json: &str| -> crate::partner_center::model::StringOrNumber {
+            serde_json::from_str(json).unwrap()
+        };
         for huge in [
             "18446744073709551615",
             "\"18446744073709551615\"",

@@ -15,12 +15,12 @@
 //!   [`config::Config`]; reads the secret files.
 //! - [`auth`]: Azure AD sign-in; caches and renews the access token, persists the
 //!   rotated refresh token, latches errors that need an operator.
-//! - [`client`]: the Partner Center REST client: rate limit, retries with
-//!   `Retry-After`, paging, bounded bodies.
+//! - [`partner_center`]: the Partner Center REST client (rate limit, concurrency
+//!   bound, retries with `Retry-After`, paging, bounded bodies), the wire types and
+//!   tolerant parsers of each endpoint (service costs, customers, usage records),
+//!   and Partner Center's timestamps.
 //! - [`http`]: outbound HTTP shared by both clients: typed transport errors,
 //!   bounded body reads, the backoff policy and `Retry-After` parsing.
-//! - [`model`]: the wire types and the tolerant body parsers.
-//! - [`usage_records`]: the wire types and parser of the customers' usage records.
 //! - [`collectors`]: the Collector seam and its scheduler; one file per collector
 //!   (`servicecosts`, `usage`), the shared customer discovery, and the published
 //!   state (one pre-encoded exposition per part).
@@ -39,19 +39,17 @@
 
 pub mod app;
 pub mod auth;
-pub mod client;
 pub mod collectors;
 pub mod config;
 pub mod exposition;
 pub mod http;
 pub mod logging;
 pub mod memory;
-pub mod model;
+pub mod partner_center;
 pub mod server;
 pub mod simulator;
 pub mod snapshot;
 pub mod telemetry;
-pub mod usage_records;
 pub mod web_config;
 
 /// Installs the process-wide TLS crypto provider (ring). Idempotent.

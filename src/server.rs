@@ -389,7 +389,7 @@ struct Row<'a> {
     domain: &'a str,
     budget: Option<f64>,
     costs: Option<&'a crate::snapshot::Fetched<crate::collectors::servicecosts::Costs>>,
-    usage: Option<&'a crate::usage_records::UsageRecord>,
+    usage: Option<&'a crate::partner_center::usage::UsageRecord>,
 }
 
 /// The landing page. Customer names come from Partner Center: everything is escaped.

@@ -4225,9 +4225,10 @@ mod tests {
             assert_eq!(item["budget"]["attributes"]["objectType"], "SpendingBudget");
             let date = item["lastModifiedDate"].as_str().unwrap();
             assert!(date.ends_with("+00:00"), "{date}");
-            let refreshed = crate::model::parse_timestamp(Some(date), "lastModifiedDate")
-                .unwrap()
-                .unwrap();
+            let refreshed =
+                crate::partner_center::model::parse_timestamp(Some(date), "lastModifiedDate")
+                    .unwrap()
+                    .unwrap();
             assert!(
                 refreshed < now && refreshed > now - 2.0 * 86_400.0,
                 "{date}"
@@ -4269,7 +4270,7 @@ mod tests {
         );
 
         // The exporter's parser reads every record, to the same values.
-        let page = crate::usage_records::parse_usage_records(text.as_bytes()).unwrap();
+        let page = crate::partner_center::usage::parse_usage_records(text.as_bytes()).unwrap();
         assert_eq!((page.records.len(), page.skipped), (items.len(), 0));
         for (record, item) in page.records.iter().zip(items) {
             assert_eq!(Some(record.total_cost), item["totalCost"].as_f64());
@@ -4466,7 +4467,7 @@ mod tests {
             }
         }
         assert_eq!(body["items"], Value::from(sim.usage_records()));
-        let page = crate::usage_records::parse_usage_records(text.as_bytes()).unwrap();
+        let page = crate::partner_center::usage::parse_usage_records(text.as_bytes()).unwrap();
         let no_budget = page.records.iter().filter(|r| r.budget.is_none()).count();
         assert_eq!(no_budget, without.len());
         sim.knobs().set_usage_budget_null(false);

@@ -17,8 +17,8 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Instant;
 
-use crate::client::{ApiError, DiscoveredCustomer};
 use crate::config::{CustomerConfig, CustomerSelection};
+use crate::partner_center::client::{ApiError, DiscoveredCustomer};
 use crate::snapshot::{Fetched, Part};
 
 use super::customers::{CustomerInfo, NAME as CUSTOMERS};

@@ -40,10 +40,10 @@ use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
 use crate::auth::Authenticator;
-use crate::client::{ApiError, PartnerCenterClient};
 use crate::config::{CollectorSettings, CustomerSelection};
 use crate::exposition::Render;
-use crate::model::unix_seconds;
+use crate::partner_center::client::{ApiError, PartnerCenterClient};
+use crate::partner_center::model::unix_seconds;
 use crate::snapshot::cache::{load_part, save_cache, PartLoader};
 use crate::snapshot::{failed_keys, merge, Outcome, Part, Snapshot, Stage};
 use crate::telemetry::{PollResult, Telemetry};
@@ -189,7 +189,7 @@ pub fn part_loaders() -> Vec<(&'static str, PartLoader)> {
     ));
     loaders.push((
         usage::Usage::NAME,
-        load_part::<crate::usage_records::UsageRecord>,
+        load_part::<crate::partner_center::usage::UsageRecord>,
     ));
     loaders
 }

@@ -11,9 +11,9 @@ use std::collections::HashMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::client::ApiError;
 use crate::exposition::{Family, Render};
-use crate::model::{earliest, latest, CostLine};
+use crate::partner_center::client::ApiError;
+use crate::partner_center::model::{earliest, latest, CostLine};
 use crate::snapshot::{Part, Snapshot};
 
 use super::{register, Api, Collector, Plan, Scope};
@@ -221,7 +221,7 @@ mod tests {
 
     use super::*;
     use crate::collectors::customers::{CustomerInfo, NAME as CUSTOMERS};
-    use crate::model::parse_service_costs;
+    use crate::partner_center::model::parse_service_costs;
     use crate::snapshot::Fetched;
 
     fn fetched<T>(value: T) -> Fetched<T> {
@@ -318,7 +318,7 @@ mod tests {
     #[test]
     fn an_invoice_type_in_two_currencies_has_one_period() {
         let line = |invoice_type: &str, currency: &str, start: Option<f64>, end: Option<f64>| {
-            crate::model::CostLine {
+            crate::partner_center::model::CostLine {
                 invoice_type: invoice_type.into(),
                 currency: currency.into(),
                 pretax: 1.0,

@@ -10,10 +10,10 @@
 //! `servicecosts` part. With an explicit customer list, only those customers are
 //! exported.
 
-use crate::client::ApiError;
 use crate::exposition::{Family, Render};
+use crate::partner_center::client::ApiError;
+use crate::partner_center::usage::UsageRecord;
 use crate::snapshot::{Part, Snapshot};
-use crate::usage_records::UsageRecord;
 
 use super::servicecosts::ServiceCosts;
 use super::{register, Api, Collector, Plan, Scope};
@@ -168,7 +168,7 @@ mod tests {
 
     use super::*;
     use crate::collectors::servicecosts::Costs;
-    use crate::model::CostLine;
+    use crate::partner_center::model::CostLine;
     use crate::snapshot::Fetched;
 
     fn fetched<T>(value: T) -> Fetched<T> {

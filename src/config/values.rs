@@ -189,7 +189,7 @@ pub(super) fn customer_selection(
         let c = &mut file[i];
         // A typo in an id must not pass as a customer without data (Partner Center
         // answers 404, which means "no data").
-        c.id = crate::model::normalize_customer_id(&c.id).ok_or_else(|| {
+        c.id = crate::partner_center::model::normalize_customer_id(&c.id).ok_or_else(|| {
             ConfigError::new(format!(
                 "{}: {:?} is not a customer id; give the customer's tenant id, a GUID such as ae1d5b32-f9ff-4252-b2bf-40e21937a51a",
                 key("id"),
@@ -221,7 +221,7 @@ pub(super) fn customer_selection(
     // The flag picks the customers; names and budgets for them still come from the file.
     let mut customers: Vec<CustomerConfig> = Vec::new();
     for text in flag.split(',').map(str::trim) {
-        let id = crate::model::normalize_customer_id(text).ok_or_else(|| {
+        let id = crate::partner_center::model::normalize_customer_id(text).ok_or_else(|| {
             ConfigError::new(format!(
                 "--customers: {text:?} is not a customer id; give comma-separated tenant ids (GUIDs such as ae1d5b32-f9ff-4252-b2bf-40e21937a51a)"
             ))

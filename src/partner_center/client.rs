@@ -33,12 +33,12 @@ use http::StatusCode;
 use crate::auth::{AuthError, Authenticator};
 use crate::http::retry::{Backoff, RetryAfter, RetryBudget};
 use crate::http::{read_body_limited, ReadError, TransportError};
-use crate::model::{
+use crate::partner_center::model::{
     normalize_customer_id, parse_json, parse_service_costs, ApiErrorBody, BodyError, CostLine,
     Customer, CustomersPage, Lenient, Link, MAX_BODY_BYTES,
 };
+use crate::partner_center::usage::{parse_usage_records, UsageRecord};
 use crate::telemetry::{Endpoint, Telemetry};
-use crate::usage_records::{parse_usage_records, UsageRecord};
 
 /// Customers asked for per page: Partner Center's maximum (docs/partner-center.md §3).
 pub const PAGE_SIZE: usize = 500;

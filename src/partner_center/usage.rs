@@ -21,7 +21,7 @@ use std::collections::HashSet;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
-use crate::model::{
+use crate::partner_center::model::{
     normalize_customer_id, parse_json, parse_timestamp, strip_bom, BodyError, CollectionLinks,
     Lenient,
 };
@@ -29,7 +29,7 @@ use crate::model::{
 /// One customer's usage estimate for the current month, as the exporter keeps it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct UsageRecord {
-    /// The customer's tenant id: lower-case GUID (crate::model::normalize_customer_id) from `resourceId`, else `id`.
+    /// The customer's tenant id: lower-case GUID (crate::partner_center::model::normalize_customer_id) from `resourceId`, else `id`.
     pub customer_id: String,
     /// `totalCost`: estimated cost of the current month, in `currency_code` (or the customer's currency for a legacy record).
     pub total_cost: f64,
@@ -45,7 +45,7 @@ pub struct UsageRecord {
     pub percent_used: Option<f64>,
     /// `isUpgraded`: true = Azure plan, false = legacy Azure subscription; None when absent.
     pub azure_plan: Option<bool>,
-    /// `lastModifiedDate` as Unix seconds (parse with crate::model::parse_timestamp; it carries an offset like 2019-08-01T23:00:16.57+00:00).
+    /// `lastModifiedDate` as Unix seconds (parse with crate::partner_center::model::parse_timestamp; it carries an offset like 2019-08-01T23:00:16.57+00:00).
     pub last_modified: Option<f64>,
 }
 
@@ -55,8 +55,8 @@ pub struct UsageRecordsPage {
     pub records: Vec<UsageRecord>,
     /// Items skipped: no customer GUID, or no numeric totalCost. (The caller logs one warning.)
     pub skipped: usize,
-    /// `links.next`, if present (crate::model::Link), to be followed with its headers.
-    pub next: Option<crate::model::Link>,
+    /// `links.next`, if present (crate::partner_center::model::Link), to be followed with its headers.
+    pub next: Option<crate::partner_center::model::Link>,
 }
 
 /// The collection as sent. `links` is read strictly: a `next` that is not a Link
@@ -220,7 +220,7 @@ mod tests {
     use proptest::prelude::*;
     use serde_json::{json, Value};
 
-    const DOCUMENTED: &[u8] = include_bytes!("../tests/fixtures/usagerecords.json");
+    const DOCUMENTED: &[u8] = include_bytes!("../../tests/fixtures/usagerecords.json");
     const LEGACY: &str = "11111111-1843-4d2b-9a1e-0123456789ab";
     const AZURE_PLAN: &str = "11111111-6fb9-4c3a-8b2d-0123456789ab";
 
