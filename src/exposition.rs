@@ -102,6 +102,7 @@ fn gunzip(gzip: &[u8]) -> Bytes {
 /// Compresses `data` as one gzip member. Several members concatenated form a valid
 /// gzip stream (RFC 1952 §2.2), which is how a scrape appends the live metrics to the
 /// cached compressed snapshot without recompressing it.
+#[cfg(test)]
 pub fn gzip(data: &[u8], level: Compression) -> Vec<u8> {
     let mut enc = GzEncoder::new(Vec::with_capacity(data.len() / 4 + 64), level);
     // Writing to a Vec cannot fail.
@@ -195,7 +196,8 @@ impl<'a> Render<'a> {
     }
 }
 
-/// Renders into plain text, for tests and checks.
+/// Renders into plain text, for tests.
+#[cfg(test)]
 pub fn render_text(render: impl FnOnce(&mut Render<'_>)) -> String {
     let mut text = String::new();
     {

@@ -38,18 +38,18 @@
 //!   and the tests.
 
 pub mod app;
-pub mod auth;
+pub(crate) mod auth;
 pub mod collectors;
 pub mod config;
-pub mod exposition;
+pub(crate) mod exposition;
 pub mod http;
 pub mod logging;
-pub mod memory;
-pub mod partner_center;
-pub mod server;
+pub(crate) mod memory;
+pub(crate) mod partner_center;
+pub(crate) mod server;
 pub mod simulator;
 pub mod snapshot;
-pub mod telemetry;
+pub(crate) mod telemetry;
 pub mod web_config;
 
 /// Installs the process-wide TLS crypto provider (ring). Idempotent.

@@ -122,15 +122,12 @@ impl AadErrorBody {
     }
 }
 
-/// A Partner Center error body (docs/partner-center.md §4), or the 429 body (`statusCode`/`message`).
+/// A Partner Center error body (docs/partner-center.md §4): only its `code` is
+/// used (its `description` may quote the request, and is not logged).
 #[derive(Debug, Clone, Deserialize, Default)]
 pub struct ApiErrorBody {
     #[serde(default)]
     pub code: Option<StringOrNumber>,
-    #[serde(default)]
-    pub description: Option<String>,
-    #[serde(default)]
-    pub message: Option<String>,
 }
 
 /// A page of `GET /v1/customers` (at most 500 items). Each item is read on its

@@ -12,7 +12,7 @@
 
 mod landing;
 
-pub use landing::{escape_html, landing_html, CollectorView};
+pub use landing::{landing_html, CollectorView};
 
 use std::convert::Infallible;
 use std::pin::Pin;
