@@ -17,9 +17,6 @@ use crate::{lock, Problem};
 /// How often [`TlsAcceptorSource::acceptor`] looks at the certificate files, at most.
 const RELOAD_CHECK_INTERVAL: Duration = Duration::from_secs(1);
 
-// TlsAcceptorSource: the current acceptor, rebuilt when the files change
-// ---------------------------------------------------------------------------
-
 /// What identifies a version of a file cheaply: a changed stamp means re-read it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct FileStamp {

@@ -25,8 +25,6 @@ const AUTH_CACHE_SIZE: usize = 100;
 /// wrong password and user names cannot be told apart by response time.
 const DUMMY_BCRYPT_TAIL: &str = "It2ZcKOQkSGgTfz/2UtKDe5nTwACq59Bk5WGgWDOqtU56oS//Dj2C";
 
-// ---------------------------------------------------------------------------
-
 /// Checks `Authorization: Basic` credentials against `basic_auth_users`. Cheap to
 /// clone; clones share the cache.
 #[derive(Clone)]

@@ -7,8 +7,7 @@
 //! `client_cert`'s job; deciding when to rebuild is the acceptor's.
 
 use std::fmt;
-use std::path::Path;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use rustls::crypto::{CryptoProvider, SupportedKxGroup};
