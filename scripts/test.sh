@@ -26,13 +26,13 @@ step "cargo fmt --check"
 cargo fmt --all -- --check
 
 step "cargo clippy"
-cargo clippy --locked --all-targets -- -D warnings
+cargo clippy --locked --workspace --all-targets -- -D warnings
 
 step "cargo build --release"
 cargo build --locked --release
 
 step "cargo test"
-cargo test --locked --release 2>&1 | tee target/test-output.txt
+cargo test --locked --release --workspace 2>&1 | tee target/test-output.txt
 
 step "alert and recording rules (promtool check + promtool test)"
 scripts/check-rules.sh

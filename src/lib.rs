@@ -31,7 +31,8 @@
 //!   values of fixed sets.
 //! - [`memory`]: the allocation policy of large buffers.
 //! - [`server`]: the HTTP endpoints on bare hyper, with graceful shutdown.
-//! - [`web_config`]: the exporter-toolkit web config file: TLS and basic auth.
+//! - [`web_config`]: the exporter-toolkit web config file (TLS, basic auth,
+//!   headers); re-exported from the `crates/web-config` crate of the workspace.
 //! - [`app`]: start-up wiring and lifecycle ([`app::Application`]).
 //! - [`logging`]: logfmt and JSON log output.
 //! - [`simulator`]: a faithful fake of Azure AD and Partner Center, for `--demo`
@@ -50,7 +51,7 @@ pub(crate) mod server;
 pub mod simulator;
 pub mod snapshot;
 pub(crate) mod telemetry;
-pub mod web_config;
+pub use web_config;
 
 /// Installs the process-wide TLS crypto provider (ring). Idempotent.
 pub fn install_crypto_provider() {
