@@ -36,7 +36,7 @@
 //! - [`app`]: start-up wiring and lifecycle ([`app::Application`]).
 //! - [`logging`]: logfmt and JSON log output.
 //! - [`simulator`]: a faithful fake of Azure AD and Partner Center, for `--demo`
-//!   and the tests.
+//!   and the tests; re-exported from the `crates/simulator` crate of the workspace.
 
 pub mod app;
 pub(crate) mod auth;
@@ -48,7 +48,7 @@ pub mod logging;
 pub(crate) mod memory;
 pub(crate) mod partner_center;
 pub(crate) mod server;
-pub mod simulator;
+pub use partnercenter_simulator as simulator;
 pub mod snapshot;
 pub(crate) mod telemetry;
 pub use web_config;

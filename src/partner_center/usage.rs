@@ -569,4 +569,21 @@ mod tests {
             let _ = parse_usage_records(&body);
         }
     }
+
+    #[tokio::test]
+    async fn the_simulators_records_parse_to_the_values_it_serves() {
+        let sim = crate::simulator::Simulator::start(crate::simulator::SimulatorConfig::default())
+            .await
+            .unwrap();
+        let items = sim.usage_records();
+        assert!(items.len() > 10);
+        let page = parse(&json!({ "items": items }));
+        assert_eq!((page.records.len(), page.skipped), (items.len(), 0));
+        for (record, item) in page.records.iter().zip(&items) {
+            assert_eq!(Some(record.total_cost), item["totalCost"].as_f64());
+            assert_eq!(record.budget, item["budget"]["amount"].as_f64());
+            assert_eq!(record.azure_plan, item["isUpgraded"].as_bool());
+        }
+        sim.shutdown().await;
+    }
 }

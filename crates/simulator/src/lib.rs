@@ -54,19 +54,19 @@ const DOCUMENTED_ID: &str = "ae1d5b32-f9ff-4252-b2bf-40e21937a51a";
 
 const FIXTURE_COSTS: &str = include_str!(concat!(
     env!("CARGO_MANIFEST_DIR"),
-    "/tests/fixtures/servicecosts-mostrecent.json"
+    "/../../tests/fixtures/servicecosts-mostrecent.json"
 ));
 const FIXTURE_403: &str = include_str!(concat!(
     env!("CARGO_MANIFEST_DIR"),
-    "/tests/fixtures/error-403-no-relationship.json"
+    "/../../tests/fixtures/error-403-no-relationship.json"
 ));
 const FIXTURE_401_MFA: &str = include_str!(concat!(
     env!("CARGO_MANIFEST_DIR"),
-    "/tests/fixtures/error-401-mfa.json"
+    "/../../tests/fixtures/error-401-mfa.json"
 ));
 const FIXTURE_429: &str = include_str!(concat!(
     env!("CARGO_MANIFEST_DIR"),
-    "/tests/fixtures/throttled-429.json"
+    "/../../tests/fixtures/throttled-429.json"
 ));
 
 /// A body cut off in the middle of a number: what `set_malformed` serves.
@@ -4225,10 +4225,12 @@ mod tests {
             assert_eq!(item["budget"]["attributes"]["objectType"], "SpendingBudget");
             let date = item["lastModifiedDate"].as_str().unwrap();
             assert!(date.ends_with("+00:00"), "{date}");
-            let refreshed =
-                crate::partner_center::model::parse_timestamp(Some(date), "lastModifiedDate")
-                    .unwrap()
-                    .unwrap();
+            let utc = format!("{}Z", date.trim_end_matches("+00:00"));
+            let refreshed = humantime::parse_rfc3339_weak(&utc)
+                .unwrap()
+                .duration_since(UNIX_EPOCH)
+                .unwrap()
+                .as_secs_f64();
             assert!(
                 refreshed < now && refreshed > now - 2.0 * 86_400.0,
                 "{date}"
@@ -4269,14 +4271,8 @@ mod tests {
             "{text}"
         );
 
-        // The exporter's parser reads every record, to the same values.
-        let page = crate::partner_center::usage::parse_usage_records(text.as_bytes()).unwrap();
-        assert_eq!((page.records.len(), page.skipped), (items.len(), 0));
-        for (record, item) in page.records.iter().zip(items) {
-            assert_eq!(Some(record.total_cost), item["totalCost"].as_f64());
-            assert_eq!(record.usd_total_cost, item["usdTotalCost"].as_f64());
-            assert_eq!(record.budget, item["budget"]["amount"].as_f64());
-        }
+        // The exporter's parser reading every record to the same values is tested
+        // in the exporter (`partner_center::usage`).
 
         assert_eq!(sim.stats().usagerecords, 1);
         let logged: Vec<LoggedRequest> = sim
@@ -4467,8 +4463,12 @@ mod tests {
             }
         }
         assert_eq!(body["items"], Value::from(sim.usage_records()));
-        let page = crate::partner_center::usage::parse_usage_records(text.as_bytes()).unwrap();
-        let no_budget = page.records.iter().filter(|r| r.budget.is_none()).count();
+        let no_budget = body["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|i| i["budget"].get("amount").is_none_or(Value::is_null))
+            .count();
         assert_eq!(no_budget, without.len());
         sim.knobs().set_usage_budget_null(false);
         assert_eq!(sim.usage_records(), records);
