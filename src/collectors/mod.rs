@@ -380,16 +380,18 @@ impl<C: Collector> Scheduler<C> {
         // The guard resets poll_in_progress even if this future is dropped midway.
         let guard = InProgress(&shared.telemetry, C::NAME, started);
 
-        let previous: Part<C::Value> = shared
-            .state
-            .load()
-            .snapshot
-            .part::<C::Value>(C::NAME)
-            .cloned()
-            .unwrap_or_default();
+        // The previous part is shared, not copied; holding only it (not the whole
+        // publication) lets the old expositions go once a progress publication
+        // replaces them.
+        let held = shared.state.load().snapshot.any_part(C::NAME).cloned();
+        let empty = Part::default();
+        let previous: &Part<C::Value> = held
+            .as_deref()
+            .and_then(|p| p.as_any().downcast_ref())
+            .unwrap_or(&empty);
         let (mut part, result, failed) = match C::PLAN {
-            Plan::EachCustomer => self.run_customers(&previous).await,
-            Plan::Partner => self.run_partner(&previous).await,
+            Plan::EachCustomer => self.run_customers(previous).await,
+            Plan::Partner => self.run_partner(previous).await,
         };
         let ended = now();
         if result == PollResult::Success {
