@@ -43,6 +43,8 @@ label_values! {
         Customers => "customers",
         ServiceCosts => "servicecosts",
         UsageRecords => "usagerecords",
+        Invoices => "invoices",
+        InvoiceSummaries => "invoicesummaries",
         GenerateToken => "generatetoken",
     }
 }

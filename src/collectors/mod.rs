@@ -23,6 +23,7 @@
 
 pub mod customers;
 pub mod discovery;
+pub mod invoices;
 pub mod servicecosts;
 pub mod state;
 pub mod usage;
@@ -97,6 +98,10 @@ pub trait Collector: Send + Sync + Sized + 'static {
     /// The other parts whose values the part's series may read.
     const READS: &'static [&'static str] = &[];
 
+    /// What Partner Center's 403 means for this collector, for the log line: the
+    /// permission the signed-in account lacks.
+    const FORBIDDEN: &'static str = "the signed-in user may lack the role this data needs";
+
     /// Whether the part's series read one of [`Collector::READS`] now (and so must
     /// be rendered again when it changes).
     fn reads_others(&self, _part: &Part<Self::Value>) -> bool {
@@ -123,17 +128,76 @@ pub struct Info {
     pub env: &'static str,
     pub no_env: &'static str,
     pub interval_env: &'static str,
+    /// Its settings beyond on/off and interval (`--collector.NAME.KEY`).
+    pub options: &'static [OptionInfo],
     /// Reads the collector's part from the cache file.
     pub load: PartLoader,
     /// Builds the collector from its settings.
     pub build: fn(&CollectorSettings) -> Registered,
 }
 
+/// A setting of one collector beyond on/off and interval: the flag
+/// `--collector.NAME.KEY`, its environment variable, the file key
+/// `collectors.NAME.KEY` (with `_` for `-`), and its default.
+#[derive(Debug, Clone, Copy)]
+pub struct OptionInfo {
+    /// `history`, `max-subscriptions`.
+    pub key: &'static str,
+    /// `collector.NAME.KEY`.
+    pub flag: &'static str,
+    pub env: &'static str,
+    pub kind: OptionKind,
+    pub default: &'static str,
+    pub help: &'static str,
+}
+
+impl OptionInfo {
+    /// The key in the config file's `collectors.NAME` map.
+    pub fn file_key(&self) -> String {
+        self.key.replace('-', "_")
+    }
+}
+
+/// What a collector setting holds.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum OptionKind {
+    /// A duration longer than zero (`400d`).
+    Duration,
+    /// A whole number in `min..=max`.
+    Count { min: u64, max: u64 },
+}
+
+/// A collector setting's validated value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OptionValue {
+    Duration(Duration),
+    Count(u64),
+}
+
+/// [`OptionInfo`] from the collector's name and the setting's key, each in lower and
+/// upper snake case.
+#[macro_export]
+macro_rules! collector_option {
+    ($name:literal, $upper:literal, $key:literal, $key_upper:literal, $kind:expr, $default:literal, $help:literal) => {
+        $crate::collectors::OptionInfo {
+            key: $key,
+            flag: concat!("collector.", $name, ".", $key),
+            env: concat!("PARTNERCENTER_COLLECTOR_", $upper, "_", $key_upper),
+            kind: $kind,
+            default: $default,
+            help: $help,
+        }
+    };
+}
+
 /// [`Info`] from the collector's name in lower and upper snake case, its type and
-/// how to build it.
+/// how to build it (and its settings, if it has any).
 #[macro_export]
 macro_rules! collector_info {
     ($name:literal, $upper:literal, $default:expr, $about:literal, $ty:ty, $build:expr) => {
+        $crate::collector_info!($name, $upper, $default, $about, $ty, $build, &[])
+    };
+    ($name:literal, $upper:literal, $default:expr, $about:literal, $ty:ty, $build:expr, $options:expr) => {
         $crate::collectors::Info {
             name: $name,
             enabled_by_default: $default,
@@ -144,6 +208,7 @@ macro_rules! collector_info {
             env: concat!("PARTNERCENTER_COLLECTOR_", $upper),
             no_env: concat!("PARTNERCENTER_NO_COLLECTOR_", $upper),
             interval_env: concat!("PARTNERCENTER_COLLECTOR_", $upper, "_INTERVAL"),
+            options: $options,
             load: $crate::snapshot::cache::load_part::<<$ty as $crate::collectors::Collector>::Value>,
             build: $build,
         }
@@ -151,7 +216,7 @@ macro_rules! collector_info {
 }
 
 /// Every collector, in the order their parts appear on `/metrics`.
-pub const COLLECTORS: &[Info] = &[servicecosts::INFO, usage::INFO];
+pub const COLLECTORS: &[Info] = &[servicecosts::INFO, usage::INFO, invoices::INFO];
 
 /// A built collector: its part's renderer and its scheduler, to be started.
 pub struct Registered {
@@ -183,14 +248,7 @@ pub fn part_loaders() -> Vec<(&'static str, PartLoader)> {
         customers::NAME,
         load_part::<customers::CustomerInfo> as PartLoader,
     )];
-    loaders.push((
-        servicecosts::ServiceCosts::NAME,
-        load_part::<servicecosts::Costs>,
-    ));
-    loaders.push((
-        usage::Usage::NAME,
-        load_part::<crate::partner_center::usage::UsageRecord>,
-    ));
+    loaders.extend(COLLECTORS.iter().map(|info| (info.name, info.load)));
     loaders
 }
 
@@ -443,7 +501,7 @@ impl<C: Collector> Scheduler<C> {
         let targets = match shared.discovery.targets(shared, C::NAME, since).await {
             Ok(t) => t,
             Err(err) => {
-                log_failure(C::NAME, "customer discovery failed", &err);
+                log_failure_of(C::NAME, "customer discovery failed", &err, C::FORBIDDEN);
                 let part = merge(previous, failed_keys(previous), Stage::Final);
                 let failed = part.len();
                 return (part, PollResult::Failure, failed);
@@ -501,10 +559,11 @@ impl<C: Collector> Scheduler<C> {
             }
         }
         if let Some(err) = &first_error {
-            log_failure(
+            log_failure_of(
                 C::NAME,
                 &format!("{failed} of {} customers failed", targets.len()),
                 err,
+                C::FORBIDDEN,
             );
         }
         let result = match failed {
@@ -533,7 +592,7 @@ impl<C: Collector> Scheduler<C> {
                 )
             }
             Err(err) => {
-                log_failure(C::NAME, "the run failed", &err);
+                log_failure_of(C::NAME, "the run failed", &err, C::FORBIDDEN);
                 let part = merge(previous, failed_keys(previous), Stage::Final);
                 let failed = part.len();
                 (part, PollResult::Failure, failed)
@@ -544,6 +603,16 @@ impl<C: Collector> Scheduler<C> {
 
 /// One clear line for a failed run (or part of one).
 pub fn log_failure(collector: &str, what: &str, err: &ApiError) {
+    log_failure_of(
+        collector,
+        what,
+        err,
+        "the signed-in user may lack the role this data needs",
+    );
+}
+
+/// [`log_failure`], with what a 403 means for this collector.
+fn log_failure_of(collector: &str, what: &str, err: &ApiError, forbidden: &str) {
     match err {
         ApiError::Auth(auth) if auth.needs_operator() => tracing::error!(
             collector,
@@ -560,7 +629,7 @@ pub fn log_failure(collector: &str, what: &str, err: &ApiError) {
             collector,
             kind = err.kind(),
             error = %err,
-            "{what}; Partner Center refused it (403): the signed-in user may lack the role this data needs; the last good values stay"
+            "{what}; Partner Center refused it (403): {forbidden}; the last good values stay"
         ),
         _ => tracing::warn!(
             collector,
@@ -624,6 +693,7 @@ pub(crate) mod tests {
                 name: info.name,
                 enabled: true,
                 interval: Duration::from_secs(3600),
+                options: Vec::new(),
             };
             (info.build)(&settings).kind
         }));

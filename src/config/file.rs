@@ -27,11 +27,31 @@ pub(super) struct FileConfig {
     pub(super) collectors: BTreeMap<String, FileCollector>,
 }
 
+/// A collector's entry. Its own settings are read as written and checked against
+/// the collector's list of settings (an unknown key is an error that names it).
 #[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub(super) struct FileCollector {
     pub(super) enabled: Option<bool>,
     pub(super) interval: Option<String>,
+    #[serde(flatten)]
+    pub(super) options: BTreeMap<String, FileScalar>,
+}
+
+/// A setting's value as written: `400d` or `20`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub(super) enum FileScalar {
+    Number(u64),
+    Text(String),
+}
+
+impl FileScalar {
+    pub(super) fn text(&self) -> String {
+        match self {
+            FileScalar::Number(n) => n.to_string(),
+            FileScalar::Text(t) => t.clone(),
+        }
+    }
 }
 
 #[derive(Debug, Default, Deserialize)]

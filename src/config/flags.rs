@@ -197,6 +197,8 @@ pub struct CollectorFlags {
     pub enable: bool,
     pub disable: bool,
     pub interval: Option<String>,
+    /// Its settings as given, by key.
+    pub options: Vec<(&'static str, String)>,
 }
 
 impl Flags {
@@ -239,6 +241,18 @@ impl Flags {
                             c.name
                         )),
                 );
+            for o in c.options {
+                command = command.arg(
+                    Arg::new(o.flag)
+                        .long(o.flag)
+                        .env(o.env)
+                        .value_name(match o.kind {
+                            crate::collectors::OptionKind::Duration => "DURATION",
+                            crate::collectors::OptionKind::Count { .. } => "N",
+                        })
+                        .help(format!("{} [default: {}].", o.help, o.default)),
+                );
+            }
         }
         let matches = command.try_get_matches_from(args)?;
         let mut flags = Flags::from_arg_matches(&matches)?;
@@ -249,6 +263,11 @@ impl Flags {
                 enable: matches.get_flag(c.flag),
                 disable: matches.get_flag(c.no_flag),
                 interval: matches.get_one::<String>(c.interval_flag).cloned(),
+                options: c
+                    .options
+                    .iter()
+                    .filter_map(|o| Some((o.key, matches.get_one::<String>(o.flag)?.clone())))
+                    .collect(),
             })
             .collect();
         Ok(flags)

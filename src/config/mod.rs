@@ -121,6 +121,26 @@ pub struct CollectorSettings {
     pub name: &'static str,
     pub enabled: bool,
     pub interval: Duration,
+    /// Its settings beyond on/off and interval, by key, each validated.
+    pub options: Vec<(&'static str, crate::collectors::OptionValue)>,
+}
+
+impl CollectorSettings {
+    /// The duration setting `key`, if the collector has one.
+    pub fn duration(&self, key: &str) -> Option<Duration> {
+        self.options.iter().find_map(|(k, v)| match v {
+            crate::collectors::OptionValue::Duration(d) if *k == key => Some(*d),
+            _ => None,
+        })
+    }
+
+    /// The count setting `key`, if the collector has one.
+    pub fn count(&self, key: &str) -> Option<u64> {
+        self.options.iter().find_map(|(k, v)| match v {
+            crate::collectors::OptionValue::Count(n) if *k == key => Some(*n),
+            _ => None,
+        })
+    }
 }
 
 /// Which customers to monitor.

@@ -325,3 +325,77 @@ fn listen_address_forms() {
     );
     assert!(normalize_listen_address("::1:9").is_err());
 }
+
+/// The settings a collector has beyond on/off and interval: flag, env, file key,
+/// default, and errors naming where the bad value came from.
+#[test]
+fn collector_settings_come_from_flag_file_or_default() {
+    let history = |c: &Config| {
+        c.collectors
+            .iter()
+            .find(|s| s.name == "invoices")
+            .and_then(|s| s.duration("history"))
+    };
+    let c = Config::from_flags(flags(&["--demo"]), SecretEnv::default()).unwrap();
+    assert_eq!(history(&c), Some(Duration::from_secs(400 * 86_400)));
+
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("config.yml");
+    std::fs::write(&path, "collectors:\n  invoices:\n    history: 30d\n").unwrap();
+    let file = path.to_str().unwrap();
+    let c = Config::from_flags(
+        flags(&["--demo", "--config.file", file]),
+        SecretEnv::default(),
+    )
+    .unwrap();
+    assert_eq!(history(&c), Some(Duration::from_secs(30 * 86_400)));
+    let c = Config::from_flags(
+        flags(&[
+            "--demo",
+            "--config.file",
+            file,
+            "--collector.invoices.history",
+            "2d",
+        ]),
+        SecretEnv::default(),
+    )
+    .unwrap();
+    assert_eq!(
+        history(&c),
+        Some(Duration::from_secs(2 * 86_400)),
+        "the flag wins"
+    );
+
+    let err = Config::from_flags(
+        flags(&["--demo", "--collector.invoices.history", "last year"]),
+        SecretEnv::default(),
+    )
+    .unwrap_err();
+    assert!(
+        err.to_string().contains("--collector.invoices.history"),
+        "{err}"
+    );
+
+    for (yaml, needle) in [
+        (
+            "collectors:\n  invoices:\n    history: soon\n",
+            "collectors.invoices.history",
+        ),
+        (
+            "collectors:\n  invoices:\n    histroy: 30d\n",
+            "collectors.invoices.histroy: unknown setting",
+        ),
+        (
+            "collectors:\n  usage:\n    history: 30d\n",
+            "collectors.usage.history: unknown setting",
+        ),
+    ] {
+        std::fs::write(&path, yaml).unwrap();
+        let err = Config::from_flags(
+            flags(&["--demo", "--config.file", file]),
+            SecretEnv::default(),
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains(needle), "{yaml}: {err}");
+    }
+}

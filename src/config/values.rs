@@ -45,10 +45,36 @@ pub(super) fn collector_settings(
                 None => poll_interval,
             },
         };
+        let mut from_file_options = from_file.options;
+        let mut options = Vec::with_capacity(info.options.len());
+        for option in info.options {
+            let file_key = option.file_key();
+            let in_file = from_file_options.remove(&file_key);
+            let flag = given.and_then(|f| f.options.iter().find(|(k, _)| *k == option.key));
+            let (text, source) = match (flag, in_file) {
+                (Some((_, text)), _) => (text.clone(), format!("--{}", option.flag)),
+                (None, Some(value)) => {
+                    (value.text(), format!("collectors.{}.{file_key}", info.name))
+                }
+                (None, None) => (option.default.to_owned(), format!("--{}", option.flag)),
+            };
+            options.push((option.key, option_value(option, text, &source)?));
+        }
+        if let Some(unknown) = from_file_options.keys().next() {
+            let mut known = vec!["enabled".to_owned(), "interval".to_owned()];
+            known.extend(info.options.iter().map(|o| o.file_key()));
+            return Err(ConfigError::new(format!(
+                "collectors.{}.{unknown}: unknown setting; the {} collector has: {}",
+                info.name,
+                info.name,
+                known.join(", ")
+            )));
+        }
         settings.push(CollectorSettings {
             name: info.name,
             enabled,
             interval,
+            options,
         });
     }
     if let Some(unknown) = file.keys().next() {
@@ -62,6 +88,21 @@ pub(super) fn collector_settings(
         )));
     }
     Ok(settings)
+}
+
+/// A collector setting's value from its text, checked for its kind.
+fn option_value(
+    option: &crate::collectors::OptionInfo,
+    text: String,
+    source: &str,
+) -> Result<crate::collectors::OptionValue, ConfigError> {
+    use crate::collectors::{OptionKind, OptionValue};
+    match option.kind {
+        OptionKind::Duration => duration_setting(Some(text), source, "").map(OptionValue::Duration),
+        OptionKind::Count { min, max } => {
+            number_setting(Some(text), None, source, min, min..=max).map(OptionValue::Count)
+        }
+    }
 }
 
 /// Reads a secret file: its value is the text without a leading UTF-8 byte-order

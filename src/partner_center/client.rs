@@ -33,6 +33,9 @@ use http::StatusCode;
 use crate::auth::{AuthError, Authenticator};
 use crate::http::retry::{Backoff, RetryAfter, RetryBudget};
 use crate::http::{read_body_limited, ReadError, TransportError};
+use crate::partner_center::invoices::{
+    parse_invoice_summaries, parse_invoices, Invoice, InvoiceSummary,
+};
 use crate::partner_center::model::{
     normalize_customer_id, parse_json, parse_service_costs, ApiErrorBody, BodyError, CostLine,
     Customer, CustomersPage, Lenient, Link, MAX_BODY_BYTES,
@@ -48,6 +51,13 @@ const MAX_LISTED: usize = 1_000_000;
 /// Pages followed at most: every item of [`MAX_LISTED`] on pages of a fifth of the
 /// size asked for.
 const MAX_PAGES: usize = MAX_LISTED / (PAGE_SIZE / 5);
+/// Invoices asked for per page of `GET /v1/invoices`.
+pub const INVOICE_PAGE_SIZE: usize = 100;
+/// Documents read from the invoice list at most: a partner invoiced monthly in a
+/// dozen currencies for a century has fewer.
+const MAX_INVOICES: usize = 100_000;
+/// Pages of the invoice list followed at most.
+const MAX_INVOICE_PAGES: usize = 1_000;
 
 /// Why a Partner Center call failed.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -250,6 +260,86 @@ impl PartnerCenterClient {
         Ok(records)
     }
 
+    /// The partner's invoices and their amendments, every page
+    /// (`GET /v1/invoices?size=…&offset=…`, docs/partner-center.md §8). Next links
+    /// (`/invoices?size=2&offset=2`, without `/v1`) are followed verbatim; a link
+    /// already followed, one to another host, or a list beyond any real size fails
+    /// the call (kind `paging`) rather than looping. `on_page` is called after each
+    /// page with whether another follows. Of a document listed twice, the first stays.
+    #[tracing::instrument(skip(self, on_page))]
+    pub async fn invoices(
+        &self,
+        on_page: &(dyn Fn(bool) + Send + Sync),
+    ) -> Result<Vec<Invoice>, ApiError> {
+        let mut url = format!(
+            "{}/v1/invoices?size={INVOICE_PAGE_SIZE}&offset=0",
+            self.base_url
+        );
+        let mut headers: Vec<(String, String)> = Vec::new();
+        let mut visited: HashSet<String> = HashSet::new();
+        let mut invoices: Vec<Invoice> = Vec::new();
+        let mut seen: HashSet<String> = HashSet::new();
+        let mut skipped = 0usize;
+        let mut pages = 0usize;
+        loop {
+            visited.insert(url.clone());
+            let body = self.get(Endpoint::Invoices, &url, &headers).await?;
+            let page = parse_invoices(&body)?;
+            pages = pages.saturating_add(1);
+            skipped = skipped.saturating_add(page.skipped);
+            for invoice in page.invoices {
+                if seen.insert(invoice.id.clone()) {
+                    invoices.push(invoice);
+                } else {
+                    skipped = skipped.saturating_add(1);
+                }
+            }
+            let stop = |reason| ApiError::Paging {
+                what: "invoices",
+                page: pages,
+                reason,
+            };
+            if invoices.len() > MAX_INVOICES {
+                return Err(stop(TOO_MANY_LISTED));
+            }
+            on_page(page.next.is_some());
+            let Some(next) = page.next else { break };
+            if pages >= MAX_INVOICE_PAGES {
+                return Err(stop(TOO_MANY_PAGES));
+            }
+            if is_foreign(&self.base_url, &next.uri) {
+                return Err(stop(FOREIGN_HOST));
+            }
+            url = resolve_link(&self.base_url, &next.uri);
+            if visited.contains(&url) {
+                return Err(stop(LOOPING));
+            }
+            headers = next.headers.into_iter().map(|h| (h.key, h.value)).collect();
+        }
+        if skipped > 0 {
+            tracing::warn!(
+                skipped,
+                "invoices skipped: no id, currency or total, or a document listed twice"
+            );
+        }
+        Ok(invoices)
+    }
+
+    /// The partner's account balance per currency (`GET /v1/invoices/summaries`).
+    #[tracing::instrument(skip(self))]
+    pub async fn invoice_summaries(&self) -> Result<Vec<InvoiceSummary>, ApiError> {
+        let url = format!("{}/v1/invoices/summaries", self.base_url);
+        let body = self.get(Endpoint::InvoiceSummaries, &url, &[]).await?;
+        let parsed = parse_invoice_summaries(&body)?;
+        if parsed.skipped > 0 {
+            tracing::warn!(
+                skipped = parsed.skipped,
+                "invoice summaries skipped: no currency or balance, or a currency listed twice"
+            );
+        }
+        Ok(parsed.summaries)
+    }
+
     /// The customer's `MostRecent` service costs; `None` when Partner Center has no
     /// data for the customer (404).
     #[tracing::instrument(skip(self))]
@@ -397,6 +487,7 @@ struct Discovery {
 const LOOPING: &str = "the page adds nothing new yet links to a next page (a next link that loops)";
 const TOO_MANY_LISTED: &str = "more customers listed than any partner has";
 const TOO_MANY_PAGES: &str = "more pages than any partner's list has";
+const FOREIGN_HOST: &str = "the next link points to another host";
 
 impl Discovery {
     fn new(max_listed: usize, max_pages: usize) -> Discovery {
@@ -527,6 +618,16 @@ pub fn resolve_link(base_url: &str, uri: &str) -> String {
             format!("{base_url}/v1{path}")
         }
     }
+}
+
+/// Whether `uri` is an absolute URL that is not under `base_url`: a next link that
+/// would take the bearer token elsewhere.
+fn is_foreign(base_url: &str, uri: &str) -> bool {
+    let uri = uri.trim();
+    uri.contains("://")
+        && !uri
+            .strip_prefix(base_url)
+            .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
 }
 
 /// Percent-encodes everything but unreserved characters (RFC 3986 §2.3).

@@ -5,6 +5,7 @@
 //! The facts these rely on are in `docs/partner-center.md`.
 
 pub mod client;
+pub mod invoices;
 pub mod model;
 pub mod time;
 pub mod usage;
