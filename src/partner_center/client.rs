@@ -261,7 +261,7 @@ impl PartnerCenterClient {
     }
 
     /// The partner's invoices and their amendments, every page
-    /// (`GET /v1/invoices?size=…&offset=…`, docs/partner-center.md §8). Next links
+    /// (`GET /v1/invoices?size=…&offset=…`, docs/partner-center.md §7). Next links
     /// (`/invoices?size=2&offset=2`, without `/v1`) are followed verbatim; a link
     /// already followed, one to another host, or a list beyond any real size fails
     /// the call (kind `paging`) rather than looping. `on_page` is called after each

@@ -1,6 +1,6 @@
 //! Wire types and tolerant parsers of the partner's invoices
 //! (`GET /v1/invoices`) and unpaid balances (`GET /v1/invoices/summaries`),
-//! docs/partner-center.md §8.
+//! docs/partner-center.md §7.
 //!
 //! This module owns the shape of an `Invoice` and an `InvoiceSummary` and the rules
 //! for what Partner Center sends in them: amendments (adjustment notes) nested in

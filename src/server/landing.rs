@@ -1,11 +1,13 @@
 //! The landing page (`/`): version and links, each collector's state and the
-//! progress of a running one, and the customers with their spend, usage estimate and
-//! budgets. Everything from Partner Center is escaped.
+//! progress of a running one, the partner's unpaid balance per currency, and the
+//! customers with their spend, usage estimate and budgets. Everything from Partner
+//! Center is escaped.
 
 use std::fmt::Write as _;
 use std::time::Duration;
 
 use crate::collectors::customers::Customers;
+use crate::collectors::invoices::{Billing, Invoices};
 use crate::collectors::servicecosts::ServiceCosts;
 use crate::collectors::usage::Usage;
 use crate::snapshot::Snapshot;
@@ -126,6 +128,7 @@ pub fn landing_html(
         );
     }
     out.push_str("</table>\n");
+    billing(&mut out, snapshot);
     let _ = write!(
         out,
         "<h2>Customers</h2>\n<p>{} monitored, {} failing at the last service-costs run. Usage estimates are Microsoft's, refreshed about daily.</p>\n",
@@ -205,6 +208,40 @@ pub fn landing_html(
 }
 
 /// `1240` as `1,240`.
+/// The partner's balance per currency and its invoices, when the `invoices`
+/// collector has them.
+fn billing(out: &mut String, snapshot: &Snapshot) {
+    let Some(part) = Invoices::part(snapshot) else {
+        return;
+    };
+    let values = || part.entries.iter().filter_map(|(_, f)| f.value.as_ref());
+    let invoices = values()
+        .filter(|v| matches!(v, Billing::Invoice(_)))
+        .count();
+    out.push_str("<h2>Billing</h2>\n<table><tr><th>Currency</th><th>Unpaid balance</th><th>Last payment</th><th>Latest invoice</th></tr>\n");
+    for v in values() {
+        let Billing::Summary(s) = v else { continue };
+        let payment = match (s.last_payment, s.last_payment_amount) {
+            (Some(at), Some(amount)) => format!("{amount:.2} on {}", format_time(at)),
+            (Some(at), None) => format_time(at),
+            (None, _) => "none".to_owned(),
+        };
+        let _ = writeln!(
+            out,
+            "<tr><td>{}</td><td class=\"n\">{:.2}</td><td class=\"t\">{}</td><td class=\"t\">{}</td></tr>",
+            escape_html(&s.currency),
+            s.balance,
+            escape_html(&payment),
+            escape_html(&s.latest_invoice.map_or_else(|| "none".to_owned(), format_time)),
+        );
+    }
+    let _ = writeln!(
+        out,
+        "</table>\n<p>{} invoices and amendments exported (the last <code>--collector.invoices.history</code>).</p>",
+        thousands(invoices as i64)
+    );
+}
+
 fn thousands(n: i64) -> String {
     let digits = n.unsigned_abs().to_string();
     let mut out = String::with_capacity(digits.len() + digits.len() / 3 + 1);
@@ -364,5 +401,39 @@ mod tests {
         assert!(
             html.contains("&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt; &amp; &quot;Co&quot;")
         );
+    }
+
+    #[test]
+    fn the_balance_shows_per_currency_and_is_escaped() {
+        use crate::partner_center::invoices::InvoiceSummary;
+        let summary = |currency: &str, balance: f64, last_payment: Option<f64>| {
+            let fetched = crate::snapshot::Fetched {
+                value: Some(Billing::Summary(InvoiceSummary {
+                    currency: currency.into(),
+                    balance,
+                    last_payment_amount: Some(1000.0),
+                    last_payment,
+                    latest_invoice: None,
+                })),
+                success: true,
+                last_success: Some(1.0),
+            };
+            (format!("summary/{currency}"), fetched)
+        };
+        let part = crate::snapshot::Part::from_entries(
+            vec![
+                summary("<b>", 1.0, None),
+                summary("USD", 751_094.39, Some(1_483_272_000.0)),
+            ],
+            None,
+        );
+        let snapshot =
+            Snapshot::default().with(crate::collectors::invoices::NAME, std::sync::Arc::new(part));
+        let html = landing_html(&snapshot, "/metrics", &[]);
+        assert!(html.contains("<h2>Billing</h2>"));
+        assert!(html.contains("<tr><td>USD</td><td class=\"n\">751094.39</td><td class=\"t\">1000.00 on 2017-01-01T12:00:00Z</td>"), "{html}");
+        assert!(html.contains("<td>&lt;b&gt;</td>") && !html.contains("<b>"));
+        assert!(html.contains("0 invoices and amendments exported"));
+        assert!(!landing_html(&Snapshot::default(), "/metrics", &[]).contains("Billing"));
     }
 }
