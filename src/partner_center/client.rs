@@ -1,4 +1,5 @@
-//! The Partner Center REST client: customer discovery and service-cost summaries.
+//! The Partner Center REST client: customer discovery, service-cost summaries, usage
+//! records, invoices and invoice summaries.
 //!
 //! Every request goes through one path ([`PartnerCenterClient::get`]) that waits for
 //! one of `--poll.concurrency` slots and on the rate limiter (`--poll.rate-limit`),
@@ -676,6 +677,29 @@ mod tests {
             ),
             want
         );
+    }
+
+    #[test]
+    fn invoice_links_resolve_and_other_hosts_are_foreign() {
+        let base = "http://127.0.0.1:1";
+        assert_eq!(
+            resolve_link(base, "/invoices?size=2&offset=2"),
+            "http://127.0.0.1:1/v1/invoices?size=2&offset=2"
+        );
+        for uri in [
+            "/invoices?offset=2",
+            "invoices?offset=2",
+            "http://127.0.0.1:1/v1/invoices",
+        ] {
+            assert!(!is_foreign(base, uri), "{uri}");
+        }
+        for uri in [
+            "https://evil.example/v1/invoices?offset=2",
+            "http://127.0.0.1:10/v1/invoices",
+            "http://127.0.0.1:1.evil.example/v1/invoices",
+        ] {
+            assert!(is_foreign(base, uri), "{uri}");
+        }
     }
 
     #[test]
