@@ -45,6 +45,7 @@ label_values! {
         UsageRecords => "usagerecords",
         Invoices => "invoices",
         InvoiceSummaries => "invoicesummaries",
+        LineItems => "lineitems",
         GenerateToken => "generatetoken",
     }
 }

@@ -24,6 +24,7 @@
 pub mod customers;
 pub mod discovery;
 pub mod invoices;
+pub mod lineitems;
 pub mod servicecosts;
 pub mod state;
 pub mod usage;
@@ -107,6 +108,10 @@ pub trait Collector: Send + Sync + Sized + 'static {
     fn reads_others(&self, _part: &Part<Self::Value>) -> bool {
         false
     }
+
+    /// Called with the part a run ends with, before it is published: for what a
+    /// collector says once per run (a summary line).
+    fn finished(&self, _part: &Part<Self::Value>) {}
 
     /// The text size the part renders to, about.
     fn size_hint(&self, part: &Part<Self::Value>) -> usize {
@@ -216,7 +221,12 @@ macro_rules! collector_info {
 }
 
 /// Every collector, in the order their parts appear on `/metrics`.
-pub const COLLECTORS: &[Info] = &[servicecosts::INFO, usage::INFO, invoices::INFO];
+pub const COLLECTORS: &[Info] = &[
+    servicecosts::INFO,
+    usage::INFO,
+    invoices::INFO,
+    lineitems::INFO,
+];
 
 /// A built collector: its part's renderer and its scheduler, to be started.
 pub struct Registered {
@@ -456,6 +466,7 @@ impl<C: Collector> Scheduler<C> {
             part.last_success = Some(ended);
         }
         let customers = part.len();
+        self.collector.finished(&part);
         shared.state.publish(C::NAME, Arc::new(part));
         // The cache is on disk before the run counts as finished.
         shared.write_cache().await;

@@ -1,5 +1,5 @@
-//! The Partner Center REST client: customer discovery, service-cost summaries, usage
-//! records, invoices and invoice summaries.
+//! The Partner Center REST client: customer discovery, service-cost summaries and
+//! line items, usage records, invoices and invoice summaries.
 //!
 //! Every request goes through one path ([`PartnerCenterClient::get`]) that waits for
 //! one of `--poll.concurrency` slots and on the rate limiter (`--poll.rate-limit`),
@@ -37,6 +37,7 @@ use crate::http::{read_body_limited, ReadError, TransportError};
 use crate::partner_center::invoices::{
     parse_invoice_summaries, parse_invoices, Invoice, InvoiceSummary,
 };
+use crate::partner_center::lineitems::{parse_line_items, LineItem};
 use crate::partner_center::model::{
     normalize_customer_id, parse_json, parse_service_costs, ApiErrorBody, BodyError, CostLine,
     Customer, CustomersPage, Lenient, Link, MAX_BODY_BYTES,
@@ -59,6 +60,10 @@ pub const INVOICE_PAGE_SIZE: usize = 100;
 const MAX_INVOICES: usize = 100_000;
 /// Pages of the invoice list followed at most.
 const MAX_INVOICE_PAGES: usize = 1_000;
+/// Pages of one customer's line items followed at most (the list is unpaged as
+/// documented), and items read at most: far beyond a customer's few hundred.
+const MAX_LINE_ITEM_PAGES: usize = 100;
+const MAX_LINE_ITEMS: usize = 100_000;
 
 /// Why a Partner Center call failed.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -339,6 +344,54 @@ impl PartnerCenterClient {
             );
         }
         Ok(parsed.summaries)
+    }
+
+    /// The customer's `MostRecent` service-cost line items; `None` when Partner
+    /// Center has no data for the customer (404). Unpaged as documented; a
+    /// `links.next` is followed like the invoice list's, bounded the same way.
+    #[tracing::instrument(skip(self))]
+    pub async fn line_items(&self, customer_id: &str) -> Result<Option<Vec<LineItem>>, ApiError> {
+        let mut url = format!(
+            "{}/v1/customers/{}/servicecosts/MostRecent/lineitems",
+            self.base_url,
+            encode_path_segment(customer_id)
+        );
+        let mut headers: Vec<(String, String)> = Vec::new();
+        let mut visited: HashSet<String> = HashSet::new();
+        let mut items: Vec<LineItem> = Vec::new();
+        let mut pages = 0usize;
+        loop {
+            visited.insert(url.clone());
+            let body = match self.get(Endpoint::LineItems, &url, &headers).await {
+                Ok(body) => body,
+                Err(ApiError::Status { status: 404, .. }) if pages == 0 => return Ok(None),
+                Err(e) => return Err(e),
+            };
+            let page = parse_line_items(&body)?;
+            pages = pages.saturating_add(1);
+            items.extend(page.items);
+            let stop = |reason| ApiError::Paging {
+                what: "line items",
+                page: pages,
+                reason,
+            };
+            if items.len() > MAX_LINE_ITEMS {
+                return Err(stop(TOO_MANY_LISTED));
+            }
+            let Some(next) = page.next else { break };
+            if pages >= MAX_LINE_ITEM_PAGES {
+                return Err(stop(TOO_MANY_PAGES));
+            }
+            if is_foreign(&self.base_url, &next.uri) {
+                return Err(stop(FOREIGN_HOST));
+            }
+            url = resolve_link(&self.base_url, &next.uri);
+            if visited.contains(&url) {
+                return Err(stop(LOOPING));
+            }
+            headers = next.headers.into_iter().map(|h| (h.key, h.value)).collect();
+        }
+        Ok(Some(items))
     }
 
     /// The customer's `MostRecent` service costs; `None` when Partner Center has no

@@ -6,6 +6,7 @@
 
 pub mod client;
 pub mod invoices;
+pub mod lineitems;
 pub mod model;
 pub mod time;
 pub mod usage;
