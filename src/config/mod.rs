@@ -236,7 +236,12 @@ impl Config {
         let telemetry_path =
             telemetry_path(flags.telemetry_path.take().or(file.web.telemetry_path))?;
         let poll = poll_config(&mut flags, file.poll, &mut warnings)?;
-        let collectors = collector_settings(&flags.collectors, file.collectors, poll.interval)?;
+        let collectors = collector_settings(
+            &flags.collectors,
+            file.collectors,
+            poll.interval,
+            flags.demo,
+        )?;
         let customers = customer_selection(flags.customers.as_deref(), file.customers, &file_name)?;
         let partner_center_url = url_setting(
             flags.partner_center_url.take().or(file.partner_center.url),

@@ -399,3 +399,42 @@ fn collector_settings_come_from_flag_file_or_default() {
         assert!(err.to_string().contains(needle), "{yaml}: {err}");
     }
 }
+
+#[test]
+fn lineitems_is_opt_in_except_in_the_demo() {
+    let enabled = |args: &[&str]| {
+        let c = Config::from_flags(flags(args), SecretEnv::default()).unwrap();
+        let s = c.collectors.iter().find(|s| s.name == "lineitems").unwrap();
+        (s.enabled, s.count("max-subscriptions"))
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let token = secret_file(dir.path(), "rt", "refresh-token-value");
+    let real = [
+        "--auth.tenant",
+        "contoso.onmicrosoft.com",
+        "--auth.client-id",
+        "11111111-2222-3333-4444-555555555555",
+        "--auth.refresh-token-file",
+        token.as_str(),
+    ];
+    assert_eq!(enabled(&real), (false, Some(20)));
+    let mut on = real.to_vec();
+    on.extend([
+        "--collector.lineitems",
+        "--collector.lineitems.max-subscriptions",
+        "5",
+    ]);
+    assert_eq!(enabled(&on), (true, Some(5)));
+    assert_eq!(enabled(&["--demo"]), (true, Some(20)));
+    assert_eq!(enabled(&["--demo", "--no-collector.lineitems"]).0, false);
+    let err = Config::from_flags(
+        flags(&["--demo", "--collector.lineitems.max-subscriptions", "0"]),
+        SecretEnv::default(),
+    )
+    .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("--collector.lineitems.max-subscriptions: 0 is out of range"),
+        "{err}"
+    );
+}

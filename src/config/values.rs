@@ -13,11 +13,13 @@ use super::flags::CollectorFlags;
 use super::{CollectorSettings, ConfigError, CustomerConfig, CustomerSelection};
 
 /// Each registered collector's settings: flags, then the file's `collectors:`, then
-/// the collector's default (interval: `--poll.interval`).
+/// the collector's default (interval: `--poll.interval`). `--demo` shows every
+/// collector: there, the opt-in ones are on by default too.
 pub(super) fn collector_settings(
     flags: &[CollectorFlags],
     mut file: std::collections::BTreeMap<String, FileCollector>,
     poll_interval: Duration,
+    demo: bool,
 ) -> Result<Vec<CollectorSettings>, ConfigError> {
     let mut settings = Vec::new();
     for info in crate::collectors::COLLECTORS {
@@ -32,7 +34,7 @@ pub(super) fn collector_settings(
             }
             Some(f) if f.enable => true,
             Some(f) if f.disable => false,
-            _ => from_file.enabled.unwrap_or(info.enabled_by_default),
+            _ => from_file.enabled.unwrap_or(info.enabled_by_default || demo),
         };
         let interval = match given.and_then(|f| f.interval.clone()) {
             Some(text) => duration_setting(Some(text), &format!("--{}", info.interval_flag), "")?,
