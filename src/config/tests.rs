@@ -426,7 +426,7 @@ fn lineitems_is_opt_in_except_in_the_demo() {
     ]);
     assert_eq!(enabled(&on), (true, Some(5)));
     assert_eq!(enabled(&["--demo"]), (true, Some(20)));
-    assert_eq!(enabled(&["--demo", "--no-collector.lineitems"]).0, false);
+    assert!(!enabled(&["--demo", "--no-collector.lineitems"]).0);
     let err = Config::from_flags(
         flags(&["--demo", "--collector.lineitems.max-subscriptions", "0"]),
         SecretEnv::default(),
