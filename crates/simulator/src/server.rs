@@ -78,7 +78,7 @@ impl Shared {
     pub(crate) fn json<T: Serialize>(&self, status: StatusCode, value: &T) -> Response<Body> {
         match serde_json::to_vec(value) {
             Ok(body) => self.json_bytes(status, JSON_UTF8, &body),
-            Err(_) => response(StatusCode::INTERNAL_SERVER_ERROR, None, full(Bytes::new())),
+            Err(_) => empty(StatusCode::INTERNAL_SERVER_ERROR),
         }
     }
 
@@ -112,11 +112,7 @@ impl Shared {
     /// 401 in the Partner Center shape, with its `WWW-Authenticate` challenge.
     pub(crate) fn unauthorized(&self, code: Value, description: &str) -> Response<Body> {
         let mut resp = self.pc_error(StatusCode::UNAUTHORIZED, code, description);
-        set_header(
-            &mut resp,
-            header::WWW_AUTHENTICATE,
-            "OAuth realm=urn:cpsvc:cpid:00000000-0000-0000-0000-000000000000",
-        );
+        challenge(&mut resp);
         resp
     }
 
@@ -150,6 +146,15 @@ impl Shared {
             None => {}
         }
         self.authorize(headers)
+    }
+
+    /// [`Shared::api_gate`] for a route that supports App+User only: an app-only
+    /// token gets 403.
+    pub(crate) fn app_user_gate(&self, headers: &HeaderMap) -> Result<(), Box<Response<Body>>> {
+        if self.api_gate(headers)?.app_only {
+            return Err(Box::new(self.app_user_only()));
+        }
+        Ok(())
     }
 }
 
@@ -283,6 +288,20 @@ pub(crate) fn response(
     resp
 }
 
+/// A response with this status and no body.
+pub(crate) fn empty(status: StatusCode) -> Response<Body> {
+    response(status, None, full(Bytes::new()))
+}
+
+/// The `WWW-Authenticate` challenge of Partner Center 401s.
+pub(crate) fn challenge(resp: &mut Response<Body>) {
+    set_header(
+        resp,
+        header::WWW_AUTHENTICATE,
+        "OAuth realm=urn:cpsvc:cpid:00000000-0000-0000-0000-000000000000",
+    );
+}
+
 /// Sets a header; values that are not valid header values are skipped.
 pub(crate) fn set_header(resp: &mut Response<Body>, name: HeaderName, value: &str) {
     if let Ok(value) = HeaderValue::from_str(value) {
@@ -307,9 +326,7 @@ mod tests {
 
     #[tokio::test]
     async fn rate_limit_answers_429_with_retry_after() {
-        let sim = start().await;
-        let client = client();
-        let token = user_token(&sim, &client).await;
+        let (sim, client, token) = signed_in().await;
         sim.knobs().set_rate_limit(Some(60)); // bucket of 5
         let url = costs_url(&sim, DOCUMENTED_ID);
         for _ in 0..5 {
@@ -344,9 +361,7 @@ mod tests {
 
     #[tokio::test]
     async fn throttle_next_and_error_rate() {
-        let sim = start().await;
-        let client = client();
-        let token = user_token(&sim, &client).await;
+        let (sim, client, token) = signed_in().await;
         let url = costs_url(&sim, DOCUMENTED_ID);
         sim.knobs().set_throttle_next(2, 7);
         for _ in 0..2 {
@@ -371,9 +386,7 @@ mod tests {
 
     #[tokio::test]
     async fn bom_knob_prefixes_json_bodies() {
-        let sim = start().await;
-        let client = client();
-        let token = user_token(&sim, &client).await;
+        let (sim, client, token) = signed_in().await;
         let url = costs_url(&sim, DOCUMENTED_ID);
         sim.knobs().set_bom(true);
         let body = get(&client, &url, &token).await.bytes().await.unwrap();
@@ -393,9 +406,7 @@ mod tests {
 
     #[tokio::test]
     async fn latency_and_in_flight_max() {
-        let sim = start().await;
-        let client = client();
-        let token = user_token(&sim, &client).await;
+        let (sim, client, token) = signed_in().await;
         sim.knobs().set_latency(Duration::from_millis(200));
         let started = Instant::now();
         let url = costs_url(&sim, DOCUMENTED_ID);

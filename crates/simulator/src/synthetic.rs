@@ -297,6 +297,14 @@ pub(crate) struct ServedRecord {
 }
 
 impl ServedRecord {
+    /// A record as given (by a knob): written as it is.
+    pub(crate) fn given(value: Value) -> Self {
+        Self {
+            value,
+            long_decimals: false,
+        }
+    }
+
     /// The record's JSON text. A `Value` holds an f64, which serde writes in its
     /// shortest form; a long-decimal record has its amounts rewritten with 20
     /// fractional digits that read back as the same f64.

@@ -68,6 +68,14 @@ pub(crate) async fn user_token(sim: &Simulator, client: &reqwest::Client) -> Str
     body["access_token"].as_str().unwrap().to_owned()
 }
 
+/// A started simulator, a client and an App+User access token.
+pub(crate) async fn signed_in() -> (Simulator, reqwest::Client, String) {
+    let sim = start().await;
+    let client = client();
+    let token = user_token(&sim, &client).await;
+    (sim, client, token)
+}
+
 pub(crate) async fn get(client: &reqwest::Client, url: &str, token: &str) -> reqwest::Response {
     client.get(url).bearer_auth(token).send().await.unwrap()
 }
@@ -131,13 +139,14 @@ pub(crate) async fn walk_pages(
     (pages, next_uris)
 }
 
-pub(crate) async fn app_token(sim: &Simulator, client: &reqwest::Client) -> String {
+/// A v1 client-credentials grant for `resource`: the answer, checked to be 200.
+pub(crate) async fn app_grant(sim: &Simulator, client: &reqwest::Client, resource: &str) -> Value {
     let creds = sim.credentials();
     let (status, body) = post_form(
         client,
         &v1_url(sim),
         &[
-            ("resource", PC_RESOURCE),
+            ("resource", resource),
             ("client_id", &creds.client_id),
             ("client_secret", &creds.client_secret),
             ("grant_type", "client_credentials"),
@@ -145,5 +154,11 @@ pub(crate) async fn app_token(sim: &Simulator, client: &reqwest::Client) -> Stri
     )
     .await;
     assert_eq!(status, 200, "{body}");
+    body
+}
+
+/// An app-only Partner Center access token.
+pub(crate) async fn app_token(sim: &Simulator, client: &reqwest::Client) -> String {
+    let body = app_grant(sim, client, PC_RESOURCE).await;
     body["access_token"].as_str().unwrap().to_owned()
 }

@@ -52,7 +52,7 @@ pub(crate) enum TokenKind {
     PartnerCenter,
 }
 
-pub(crate) enum AccessCheck {
+enum AccessCheck {
     Valid(AccessToken),
     Expired,
     Unknown,
@@ -141,7 +141,7 @@ impl Shared {
         }
     }
 
-    pub(crate) fn check_access(&self, token: &str) -> AccessCheck {
+    fn check_access(&self, token: &str) -> AccessCheck {
         let store = lock(&self.tokens);
         match store.access.get(token) {
             None => AccessCheck::Unknown,
@@ -157,8 +157,12 @@ impl Shared {
         lock(&self.tokens).redeemed_codes.insert(code.to_owned())
     }
 
-    /// Checks the bearer token of a Partner Center API request.
-    pub(crate) fn authorize(&self, headers: &HeaderMap) -> Result<Principal, Box<Response<Body>>> {
+    /// The valid token of the `Authorization: Bearer` header; the error is the 401
+    /// to send when it is missing, unknown or expired.
+    pub(crate) fn bearer_token(
+        &self,
+        headers: &HeaderMap,
+    ) -> Result<AccessToken, Box<Response<Body>>> {
         let Some(token) = bearer(headers) else {
             return Err(Box::new(self.unauthorized(
                 Value::from(800_001),
@@ -174,22 +178,35 @@ impl Shared {
                 Value::from(400),
                 "Access denied: the bearer token has expired.",
             ))),
-            AccessCheck::Valid(t) if !is_pc_audience(&t.audience) => Err(Box::new(self.unauthorized(
-                Value::from("900420"),
-                &format!(
-                    "The audience '{}' in the token is invalid and is no longer supported in Partner Center API.",
-                    t.audience
-                ),
-            ))),
-            AccessCheck::Valid(t) => Ok(Principal {
-                app_only: t.app_only,
-            }),
+            AccessCheck::Valid(t) => Ok(t),
         }
+    }
+
+    /// The 401 for a token issued for another audience than Partner Center
+    /// (docs/partner-center.md §1: code 900420).
+    pub(crate) fn invalid_audience(&self, audience: &str) -> Response<Body> {
+        self.unauthorized(
+            Value::from("900420"),
+            &format!(
+                "The audience '{audience}' in the token is invalid and is no longer supported in Partner Center API."
+            ),
+        )
+    }
+
+    /// Checks the bearer token of a Partner Center API request.
+    pub(crate) fn authorize(&self, headers: &HeaderMap) -> Result<Principal, Box<Response<Body>>> {
+        let token = self.bearer_token(headers)?;
+        if !is_pc_audience(&token.audience) {
+            return Err(Box::new(self.invalid_audience(&token.audience)));
+        }
+        Ok(Principal {
+            app_only: token.app_only,
+        })
     }
 }
 
 /// The token of an `Authorization: Bearer …` header.
-pub(crate) fn bearer(headers: &HeaderMap) -> Option<&str> {
+fn bearer(headers: &HeaderMap) -> Option<&str> {
     let value = header_str(headers, "authorization")?;
     let (scheme, token) = value.split_once(' ')?;
     let token = token.trim();
@@ -234,9 +251,7 @@ mod tests {
 
     #[tokio::test]
     async fn expired_access_tokens_get_401() {
-        let sim = start().await;
-        let client = client();
-        let token = user_token(&sim, &client).await;
+        let (sim, client, token) = signed_in().await;
         let url = costs_url(&sim, DOCUMENTED_ID);
         assert_eq!(get(&client, &url, &token).await.status(), 200);
         sim.expire_access_tokens();

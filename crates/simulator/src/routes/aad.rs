@@ -6,7 +6,6 @@
 
 use std::time::Duration;
 
-use bytes::Bytes;
 use http::{header, HeaderMap, Response, StatusCode};
 use hyper::body::Incoming;
 use serde::Serialize;
@@ -15,7 +14,7 @@ use uuid::Uuid;
 
 use crate::codec::{aad_timestamp, base64, read_form, B64_URL};
 use crate::knobs::TokenFault;
-use crate::server::{full, no_store, response, set_header, Body};
+use crate::server::{empty, full, no_store, response, set_header, Body};
 use crate::state::Shared;
 use crate::tokens::{normalize_audience, RefreshCheck, TokenKind, PC_APP_ID};
 use crate::util::{header_str, unix_now};
@@ -199,7 +198,7 @@ pub(crate) async fn token(
     }
     let form = match read_form(body).await {
         Ok(form) => form,
-        Err(status) => return response(status, None, full(Bytes::new())),
+        Err(status) => return empty(status),
     };
 
     let Some(grant_type) = form.get("grant_type") else {
@@ -689,18 +688,7 @@ mod tests {
         let sim = start().await;
         let client = client();
         let creds = sim.credentials();
-        let (status, body) = post_form(
-            &client,
-            &v1_url(&sim),
-            &[
-                ("resource", PC_RESOURCE),
-                ("client_id", &creds.client_id),
-                ("client_secret", &creds.client_secret),
-                ("grant_type", "client_credentials"),
-            ],
-        )
-        .await;
-        assert_eq!(status, 200);
+        let body = app_grant(&sim, &client, PC_RESOURCE).await;
         assert!(body.get("refresh_token").is_none());
         let token = body["access_token"].as_str().unwrap();
         let resp = get(&client, &format!("{}/v1/customers", sim.url()), token).await;
@@ -735,19 +723,7 @@ mod tests {
     async fn graph_audience_is_rejected_with_900420() {
         let sim = start().await;
         let client = client();
-        let creds = sim.credentials();
-        let (status, body) = post_form(
-            &client,
-            &v1_url(&sim),
-            &[
-                ("resource", AAD_GRAPH),
-                ("client_id", &creds.client_id),
-                ("client_secret", &creds.client_secret),
-                ("grant_type", "client_credentials"),
-            ],
-        )
-        .await;
-        assert_eq!(status, 200);
+        let body = app_grant(&sim, &client, AAD_GRAPH).await;
         let token = body["access_token"].as_str().unwrap();
         let resp = get(&client, &format!("{}/v1/customers", sim.url()), token).await;
         assert_eq!(resp.status(), 401);

@@ -3,13 +3,12 @@
 //! tokens themselves, and the statuses a knob forces on a route (with the
 //! documented 401 and 403 bodies, §4).
 
-use bytes::Bytes;
-use http::{header, HeaderMap, Response, StatusCode};
+use http::{HeaderMap, Response, StatusCode};
 use serde::Serialize;
 use serde_json::Value;
 
 use crate::codec::{base64, base64_decode, Form, B64_STD};
-use crate::server::{full, response, set_header, Body, JSON_UTF8};
+use crate::server::{challenge, empty, Body, JSON_UTF8};
 use crate::state::Shared;
 use crate::util::header_str;
 
@@ -30,15 +29,15 @@ pub(crate) struct Attributes {
 
 #[derive(Serialize)]
 pub(crate) struct Link {
-    pub(crate) uri: String,
-    pub(crate) method: &'static str,
-    pub(crate) headers: Vec<LinkHeader>,
+    uri: String,
+    method: &'static str,
+    headers: Vec<LinkHeader>,
 }
 
 #[derive(Serialize)]
-pub(crate) struct LinkHeader {
-    pub(crate) key: &'static str,
-    pub(crate) value: String,
+struct LinkHeader {
+    key: &'static str,
+    value: String,
 }
 
 impl Link {
@@ -91,13 +90,25 @@ pub(crate) fn seek_offset(
     }
 }
 
-/// The prefix of next-link URIs: `/v1/`, or nothing as some Partner Center
-/// answers have it ([`Knobs::set_next_link_without_v1`](crate::Knobs::set_next_link_without_v1)).
-pub(crate) fn next_link_prefix(shared: &Shared) -> &'static str {
-    if shared.knobs.next_link_without_v1() {
+/// The `links.next` of a page: `GET` of `/v1/` and `path` (or of `path` alone, as
+/// some Partner Center answers have it: [`Knobs::set_next_link_without_v1`]), with
+/// an `MS-ContinuationToken` header for `offset` (and `nonce`, see
+/// [`Shared::continuation_token`]).
+///
+/// [`Knobs::set_next_link_without_v1`]: crate::Knobs::set_next_link_without_v1
+pub(crate) fn next_link(shared: &Shared, path: &str, offset: usize, nonce: Option<u64>) -> Link {
+    let prefix = if shared.knobs.next_link_without_v1() {
         ""
     } else {
         "/v1/"
+    };
+    Link {
+        uri: format!("{prefix}{path}"),
+        method: "GET",
+        headers: vec![LinkHeader {
+            key: "MS-ContinuationToken",
+            value: shared.continuation_token(offset, nonce),
+        }],
     }
 }
 
@@ -142,14 +153,10 @@ pub(crate) fn forced_status(shared: &Shared, status: u16) -> Response<Body> {
         .filter(|s| s.as_u16() >= 200)
         .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     match status.as_u16() {
-        204 | 205 | 304 => response(status, None, full(Bytes::new())),
+        204 | 205 | 304 => empty(status),
         401 => {
             let mut resp = shared.json_bytes(status, JSON_UTF8, FIXTURE_401_MFA.as_bytes());
-            set_header(
-                &mut resp,
-                header::WWW_AUTHENTICATE,
-                "OAuth realm=urn:cpsvc:cpid:00000000-0000-0000-0000-000000000000",
-            );
+            challenge(&mut resp);
             resp
         }
         403 => shared.json_bytes(status, JSON_UTF8, FIXTURE_403.as_bytes()),

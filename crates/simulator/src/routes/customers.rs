@@ -8,9 +8,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::codec::Form;
-use crate::routes::common::{
-    next_link_prefix, seek_offset, Attributes, Link, LinkHeader, PageLinks,
-};
+use crate::routes::common::{next_link, seek_offset, Attributes, Link, PageLinks};
 use crate::server::Body;
 use crate::state::Shared;
 use crate::util::lock;
@@ -98,15 +96,12 @@ pub(crate) fn customers(
         format!("/v1/customers?size={size}")
     };
     let next_link = more.then(|| {
-        let prefix = next_link_prefix(shared);
-        Link {
-            uri: format!("{prefix}customers?size={size}&seekOperation=Next"),
-            method: "GET",
-            headers: vec![LinkHeader {
-                key: "MS-ContinuationToken",
-                value: shared.continuation_token(next_offset, nonce),
-            }],
-        }
+        next_link(
+            shared,
+            &format!("customers?size={size}&seekOperation=Next"),
+            next_offset,
+            nonce,
+        )
     });
     let extra = shared.knobs.extra_customer_items();
     let items: Vec<PageItem<'_>> = page
@@ -187,9 +182,7 @@ mod tests {
 
     #[tokio::test]
     async fn paging_follows_next_links_with_v1_prefix() {
-        let sim = start().await;
-        let client = client();
-        let token = user_token(&sim, &client).await;
+        let (sim, client, token) = signed_in().await;
         let (ids, next_uris) = crawl(&sim, &client, &token).await;
         let expected: Vec<String> = sim.customers().into_iter().map(|c| c.id).collect();
         assert_eq!(ids, expected);
@@ -254,9 +247,7 @@ mod tests {
 
     #[tokio::test]
     async fn looping_pages_extra_items_and_given_bodies() {
-        let sim = start().await;
-        let client = client();
-        let token = user_token(&sim, &client).await;
+        let (sim, client, token) = signed_in().await;
         sim.knobs()
             .set_extra_customer_items(vec![serde_json::json!({"id": null}), Value::from(7)]);
         sim.knobs().set_looping_customer_pages(true);

@@ -2,16 +2,15 @@
 //! `POST /generatetoken` and `POST /v3/generatetoken` (docs/partner-center.md §1).
 //! It is an authentication route: only the latency knob applies to it.
 
-use bytes::Bytes;
 use http::{HeaderMap, Response, StatusCode};
 use hyper::body::Incoming;
 use serde::Serialize;
 use serde_json::Value;
 
 use crate::codec::read_form;
-use crate::server::{full, response, Body};
+use crate::server::{empty, Body};
 use crate::state::Shared;
-use crate::tokens::{bearer, is_pc_audience, AccessCheck, TokenKind, AAD_GRAPH, PC_RESOURCE};
+use crate::tokens::{is_pc_audience, TokenKind, AAD_GRAPH, PC_RESOURCE};
 
 #[derive(Serialize)]
 struct GeneratedToken {
@@ -27,26 +26,9 @@ pub(crate) async fn generate_token(
     headers: &HeaderMap,
     body: Incoming,
 ) -> Response<Body> {
-    let aad_token = match bearer(headers).map(|t| shared.check_access(t)) {
-        None => {
-            return shared.unauthorized(
-                Value::from(800_001),
-                "Partner Token missing in request context.",
-            )
-        }
-        Some(AccessCheck::Unknown) => {
-            return shared.unauthorized(
-                Value::from(400),
-                "Access denied: the bearer token is not valid.",
-            )
-        }
-        Some(AccessCheck::Expired) => {
-            return shared.unauthorized(
-                Value::from(400),
-                "Access denied: the bearer token has expired.",
-            )
-        }
-        Some(AccessCheck::Valid(t)) => t,
+    let aad_token = match shared.bearer_token(headers) {
+        Ok(token) => token,
+        Err(resp) => return *resp,
     };
     if aad_token.kind != TokenKind::Aad {
         return shared.unauthorized(
@@ -57,17 +39,11 @@ pub(crate) async fn generate_token(
     let audience_ok = is_pc_audience(&aad_token.audience)
         || (!v3 && aad_token.audience.eq_ignore_ascii_case(AAD_GRAPH));
     if !audience_ok {
-        return shared.unauthorized(
-            Value::from("900420"),
-            &format!(
-                "The audience '{}' in the token is invalid and is no longer supported in Partner Center API.",
-                aad_token.audience
-            ),
-        );
+        return shared.invalid_audience(&aad_token.audience);
     }
     let form = match read_form(body).await {
         Ok(form) => form,
-        Err(status) => return response(status, None, full(Bytes::new())),
+        Err(status) => return empty(status),
     };
     if form.get("grant_type") != Some("jwt_token") {
         return shared.pc_error(

@@ -21,11 +21,10 @@ pub(crate) mod generatetoken;
 pub(crate) mod servicecosts;
 pub(crate) mod usage;
 
-use bytes::Bytes;
 use http::{header, Request, Response, StatusCode};
 use hyper::body::Incoming;
 
-use crate::server::{full, response, set_header, Body};
+use crate::server::{empty, set_header, Body};
 use crate::state::{Shared, Stats};
 
 /// Which route a request went to.
@@ -116,11 +115,9 @@ pub(crate) async fn route(
         ("GET", ["v1", "customers", id, "servicecosts", period]) => {
             servicecosts::service_costs(shared, headers, id, period).await
         }
-        _ if endpoint == Endpoint::Other => {
-            response(StatusCode::NOT_FOUND, None, full(Bytes::new()))
-        }
+        _ if endpoint == Endpoint::Other => empty(StatusCode::NOT_FOUND),
         _ => {
-            let mut resp = response(StatusCode::METHOD_NOT_ALLOWED, None, full(Bytes::new()));
+            let mut resp = empty(StatusCode::METHOD_NOT_ALLOWED);
             set_header(&mut resp, header::ALLOW, endpoint.method());
             resp
         }

@@ -84,12 +84,8 @@ pub(crate) async fn service_costs(
     id: &str,
     period: &str,
 ) -> Response<Body> {
-    let principal = match shared.api_gate(headers) {
-        Ok(principal) => principal,
-        Err(resp) => return *resp,
-    };
-    if principal.app_only {
-        return shared.app_user_only();
+    if let Err(resp) = shared.app_user_gate(headers) {
+        return *resp;
     }
     if !period.eq_ignore_ascii_case("MostRecent") {
         return shared.pc_error(
@@ -250,9 +246,7 @@ mod tests {
 
     #[tokio::test]
     async fn documented_body_is_byte_identical_with_headers() {
-        let sim = start().await;
-        let client = client();
-        let token = user_token(&sim, &client).await;
+        let (sim, client, token) = signed_in().await;
         let resp = client
             .get(costs_url(&sim, DOCUMENTED_ID))
             .bearer_auth(&token)
@@ -301,9 +295,7 @@ mod tests {
 
     #[tokio::test]
     async fn no_data_and_unknown_customers_are_404() {
-        let sim = start().await;
-        let client = client();
-        let token = user_token(&sim, &client).await;
+        let (sim, client, token) = signed_in().await;
         let resp = get(&client, &costs_url(&sim, &no_data(&sim).id), &token).await;
         assert_eq!(resp.status(), 404);
         let resp = get(
@@ -320,9 +312,7 @@ mod tests {
 
     #[tokio::test]
     async fn period_is_case_insensitive() {
-        let sim = start().await;
-        let client = client();
-        let token = user_token(&sim, &client).await;
+        let (sim, client, token) = signed_in().await;
         for period in ["mostrecent", "MOSTRECENT", "MostRecent", "mostRecent"] {
             let url = format!(
                 "{}/v1/customers/{DOCUMENTED_ID}/servicecosts/{period}",
@@ -341,9 +331,7 @@ mod tests {
 
     #[tokio::test]
     async fn generated_costs_have_the_documented_shape() {
-        let sim = start().await;
-        let client = client();
-        let token = user_token(&sim, &client).await;
+        let (sim, client, token) = signed_in().await;
         let customer = generated(&sim);
         let SimCosts::Generated(details) = &customer.costs else {
             unreachable!()
@@ -386,9 +374,7 @@ mod tests {
 
     #[tokio::test]
     async fn added_and_removed_customers() {
-        let sim = start().await;
-        let client = client();
-        let token = user_token(&sim, &client).await;
+        let (sim, client, token) = signed_in().await;
         let victim = generated(&sim);
         assert!(sim.remove_customer(&victim.id));
         assert!(!sim.remove_customer(&victim.id));
@@ -429,9 +415,7 @@ mod tests {
 
     #[tokio::test]
     async fn per_customer_faults() {
-        let sim = start().await;
-        let client = client();
-        let token = user_token(&sim, &client).await;
+        let (sim, client, token) = signed_in().await;
         let id = generated(&sim).id;
         let url = costs_url(&sim, &id);
 
@@ -458,9 +442,7 @@ mod tests {
 
     #[tokio::test]
     async fn huge_body_is_valid_and_at_least_64_mib() {
-        let sim = start().await;
-        let client = client();
-        let token = user_token(&sim, &client).await;
+        let (sim, client, token) = signed_in().await;
         let id = generated(&sim).id;
         sim.knobs().set_huge_body(&id, true);
         let resp = get(&client, &costs_url(&sim, &id), &token).await;
@@ -474,9 +456,7 @@ mod tests {
 
     #[tokio::test]
     async fn hanging_customer_never_answers_and_shutdown_releases_it() {
-        let sim = start().await;
-        let client = client();
-        let token = user_token(&sim, &client).await;
+        let (sim, client, token) = signed_in().await;
         let id = generated(&sim).id;
         sim.knobs().set_hang(&id, true);
         let result = client

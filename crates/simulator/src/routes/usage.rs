@@ -11,9 +11,7 @@ use serde_json::Value;
 
 use crate::codec::Form;
 use crate::knobs::UsageKnobs;
-use crate::routes::common::{
-    forced_status, next_link_prefix, seek_offset, Link, LinkHeader, PageLinks,
-};
+use crate::routes::common::{forced_status, next_link, seek_offset, Link, PageLinks};
 use crate::server::{Body, JSON_UTF8};
 use crate::state::Shared;
 use crate::synthetic::{usage_record, ServedRecord};
@@ -25,12 +23,8 @@ pub(crate) fn usage_records(
     headers: &HeaderMap,
     query: Option<&str>,
 ) -> Response<Body> {
-    let principal = match shared.api_gate(headers) {
-        Ok(principal) => principal,
-        Err(resp) => return *resp,
-    };
-    if principal.app_only {
-        return shared.app_user_only();
+    if let Err(resp) = shared.app_user_gate(headers) {
+        return *resp;
     }
     let UsageKnobs {
         status,
@@ -61,16 +55,13 @@ pub(crate) fn usage_records(
     };
     let links = PageLinks {
         self_link: Link::get(self_uri.to_owned()),
-        next: (end < records.len()).then(|| Link {
-            uri: format!(
-                "{}customers/usagerecords?seekOperation=Next",
-                next_link_prefix(shared)
-            ),
-            method: "GET",
-            headers: vec![LinkHeader {
-                key: "MS-ContinuationToken",
-                value: shared.continuation_token(end, None),
-            }],
+        next: (end < records.len()).then(|| {
+            next_link(
+                shared,
+                "customers/usagerecords?seekOperation=Next",
+                end,
+                None,
+            )
         }),
     };
     let items: Vec<String> = records[start..end]
@@ -101,10 +92,7 @@ impl Shared {
         for entry in &entries {
             match overrides.remove(&entry.key) {
                 Some(Value::Null) => {}
-                Some(value) => served.push(ServedRecord {
-                    value,
-                    long_decimals: false,
-                }),
+                Some(value) => served.push(ServedRecord::given(value)),
                 None => served.extend(usage_record(entry, day, budget_null)),
             }
         }
@@ -112,10 +100,7 @@ impl Shared {
             overrides
                 .into_values()
                 .filter(|value| !value.is_null())
-                .map(|value| ServedRecord {
-                    value,
-                    long_decimals: false,
-                }),
+                .map(ServedRecord::given),
         );
         served
     }
@@ -155,9 +140,7 @@ mod tests {
 
     #[tokio::test]
     async fn usage_records_have_the_documented_shapes() {
-        let sim = start().await;
-        let client = client();
-        let token = user_token(&sim, &client).await;
+        let (sim, client, token) = signed_in().await;
         let resp = get(&client, &usage_url(&sim), &token).await;
         assert_eq!(resp.status(), 200);
         assert_eq!(resp.headers()["content-type"], JSON_UTF8);
@@ -253,9 +236,7 @@ mod tests {
 
     #[tokio::test]
     async fn usage_records_page_with_continuation_tokens() {
-        let sim = start().await;
-        let client = client();
-        let token = user_token(&sim, &client).await;
+        let (sim, client, token) = signed_in().await;
         let all = sim.usage_records();
         assert!(all.len() > 8, "{}", all.len());
 
@@ -299,9 +280,7 @@ mod tests {
 
     #[tokio::test]
     async fn usage_knobs_force_statuses_bodies_and_records() {
-        let sim = start().await;
-        let client = client();
-        let token = user_token(&sim, &client).await;
+        let (sim, client, token) = signed_in().await;
         let url = usage_url(&sim);
 
         sim.knobs().set_usage_status(Some(403));
