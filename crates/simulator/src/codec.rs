@@ -1,6 +1,5 @@
 //! How the simulator reads and writes values on the wire: form bodies and query
-//! strings, base64 (continuation tokens, `MS-CV`, id tokens), the dates of
-//! Partner Center and AAD answers and the amounts of Partner Center bodies
+//! strings, the dates of Partner Center and AAD answers and the amounts of Partner Center bodies
 //! (docs/partner-center.md §2 and §6: integers and floats as in the examples,
 //! 20-digit decimals).
 
@@ -12,21 +11,14 @@ use serde_json::Value;
 /// The largest form body read; a larger one is answered 413.
 pub(crate) const MAX_FORM_BODY: usize = 64 * 1024;
 
-/// A parsed `application/x-www-form-urlencoded` body or query string.
+/// A parsed `application/x-www-form-urlencoded` body or query string: `+` is a
+/// space, `%XX` a byte, anything else (a lone `%`, `%zz`) itself; not UTF-8 is
+/// replaced.
 pub(crate) struct Form(Vec<(String, String)>);
 
 impl Form {
-    pub(crate) fn parse(input: &str) -> Self {
-        Form(
-            input
-                .split('&')
-                .filter(|pair| !pair.is_empty())
-                .map(|pair| {
-                    let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
-                    (percent_decode(key), percent_decode(value))
-                })
-                .collect(),
-        )
+    pub(crate) fn parse(input: &[u8]) -> Self {
+        Form(form_urlencoded::parse(input).into_owned().collect())
     }
 
     /// The first non-empty value of `key`.
@@ -38,83 +30,13 @@ impl Form {
     }
 }
 
-fn percent_decode(input: &str) -> String {
-    let bytes = input.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'+' => out.push(b' '),
-            b'%' => {
-                let hex = bytes
-                    .get(i + 1..i + 3)
-                    .and_then(|h| std::str::from_utf8(h).ok())
-                    .and_then(|h| u8::from_str_radix(h, 16).ok());
-                match hex {
-                    Some(byte) => {
-                        out.push(byte);
-                        i += 2;
-                    }
-                    None => out.push(b'%'),
-                }
-            }
-            byte => out.push(byte),
-        }
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
 /// Reads a form body of at most [`MAX_FORM_BODY`] bytes; the error is the status to answer.
 pub(crate) async fn read_form(body: Incoming) -> Result<Form, StatusCode> {
     match Limited::new(body, MAX_FORM_BODY).collect().await {
-        Ok(collected) => Ok(Form::parse(&String::from_utf8_lossy(&collected.to_bytes()))),
+        Ok(collected) => Ok(Form::parse(&collected.to_bytes())),
         Err(err) if err.is::<LengthLimitError>() => Err(StatusCode::PAYLOAD_TOO_LARGE),
         Err(_) => Err(StatusCode::BAD_REQUEST),
     }
-}
-
-/// The standard base64 alphabet (RFC 4648 §4).
-pub(crate) const B64_STD: &[u8; 64] =
-    b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-/// The URL-safe base64 alphabet (RFC 4648 §5).
-pub(crate) const B64_URL: &[u8; 64] =
-    b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-
-/// `data` in base64 of this alphabet, padded or not.
-pub(crate) fn base64(data: &[u8], alphabet: &[u8; 64], pad: bool) -> String {
-    let mut out = String::with_capacity(data.len().div_ceil(3) * 4);
-    for chunk in data.chunks(3) {
-        let b0 = chunk.first().copied().unwrap_or(0);
-        let b1 = chunk.get(1).copied().unwrap_or(0);
-        let b2 = chunk.get(2).copied().unwrap_or(0);
-        let n = (u32::from(b0) << 16) | (u32::from(b1) << 8) | u32::from(b2);
-        for i in 0..4 {
-            if i <= chunk.len() {
-                out.push(char::from(alphabet[((n >> (18 - 6 * i)) & 63) as usize]));
-            } else if pad {
-                out.push('=');
-            }
-        }
-    }
-    out
-}
-
-/// Decodes standard base64 (padding optional); `None` on any other character.
-pub(crate) fn base64_decode(input: &str) -> Option<Vec<u8>> {
-    let mut out = Vec::with_capacity(input.len() * 3 / 4);
-    let (mut acc, mut bits) = (0u32, 0u32);
-    for c in input.trim_end_matches('=').bytes() {
-        let value = B64_STD.iter().position(|&a| a == c)? as u32;
-        acc = (acc << 6) | value;
-        bits += 6;
-        if bits >= 8 {
-            bits -= 8;
-            out.push((acc >> bits) as u8);
-            acc &= (1 << bits) - 1;
-        }
-    }
-    Some(out)
 }
 
 /// (year, month, day) of a day count since 1970-01-01 (H. Hinnant's algorithm).

@@ -10,6 +10,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use base64::engine::general_purpose::STANDARD_NO_PAD;
+use base64::Engine as _;
 use bytes::Bytes;
 use http::{header, HeaderMap, HeaderName, HeaderValue, Request, Response, StatusCode};
 use http_body_util::combinators::UnsyncBoxBody;
@@ -24,7 +26,6 @@ use serde_json::Value;
 use tokio::net::TcpListener;
 use uuid::Uuid;
 
-use crate::codec::{base64, B64_STD};
 use crate::knobs::ApiFault;
 use crate::routes::{route, Endpoint};
 use crate::state::{LoggedRequest, Shared};
@@ -252,7 +253,7 @@ fn add_partner_center_headers(shared: &Shared, resp: &mut Response<Body>, ids: &
         .unwrap_or_else(|| Uuid::new_v4().to_string());
     let cv = format!(
         "{}.0",
-        base64(&Uuid::new_v4().as_bytes()[..12], B64_STD, false)
+        STANDARD_NO_PAD.encode(&Uuid::new_v4().as_bytes()[..12])
     );
     set_header(resp, HeaderName::from_static("ms-requestid"), &request_id);
     set_header(

@@ -3,11 +3,13 @@
 //! tokens themselves, and the statuses a knob forces on a route (with the
 //! documented 401 and 403 bodies, §4).
 
+use base64::engine::general_purpose::STANDARD_PAD_INDIFFERENT;
+use base64::Engine as _;
 use http::{HeaderMap, Response, StatusCode};
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::codec::{base64, base64_decode, Form, B64_STD};
+use crate::codec::Form;
 use crate::server::{challenge, empty, Body, JSON_UTF8};
 use crate::state::Shared;
 use crate::util::header_str;
@@ -112,7 +114,8 @@ pub(crate) fn next_link(shared: &Shared, path: &str, offset: usize, nonce: Optio
     }
 }
 
-/// Continuation tokens: the offset, masked, behind a per-simulator salt.
+/// Continuation tokens: the offset, masked, behind a per-simulator salt, in
+/// standard base64 (written padded, read with or without padding).
 impl Shared {
     /// A token for `offset`; with a nonce, one that no other token equals.
     pub(crate) fn continuation_token(&self, offset: usize, nonce: Option<u64>) -> String {
@@ -121,12 +124,12 @@ impl Shared {
         if let Some(nonce) = nonce {
             bytes.extend_from_slice(&nonce.to_be_bytes());
         }
-        base64(&bytes, B64_STD, true)
+        STANDARD_PAD_INDIFFERENT.encode(&bytes)
     }
 
     /// The offset of a token this simulator issued; `None` for any other text.
     pub(crate) fn parse_continuation(&self, token: &str) -> Option<usize> {
-        let bytes = base64_decode(token.trim())?;
+        let bytes = STANDARD_PAD_INDIFFERENT.decode(token.trim()).ok()?;
         let (salt, rest) = bytes.split_at_checked(8)?;
         if salt != self.salt.to_be_bytes() {
             return None;
@@ -175,15 +178,22 @@ pub(crate) fn forced_status(shared: &Shared, status: u16) -> Response<Body> {
 #[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
-    use crate::codec::B64_URL;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+
     use crate::SimulatorConfig;
 
     #[test]
     fn base64_and_continuation_tokens_round_trip() {
-        assert_eq!(base64(b"hello", B64_STD, true), "aGVsbG8=");
-        assert_eq!(base64(b"hello", B64_URL, false), "aGVsbG8");
-        assert_eq!(base64_decode("aGVsbG8="), Some(b"hello".to_vec()));
-        assert_eq!(base64_decode("a*b"), None);
+        let decode = |text: &str| STANDARD_PAD_INDIFFERENT.decode(text).ok();
+        assert_eq!(STANDARD_PAD_INDIFFERENT.encode(b"hello"), "aGVsbG8=");
+        assert_eq!(URL_SAFE_NO_PAD.encode(b"hello"), "aGVsbG8");
+        assert_eq!(decode("aGVsbG8="), Some(b"hello".to_vec()));
+        assert_eq!(
+            decode("aGVsbG8"),
+            Some(b"hello".to_vec()),
+            "padding optional"
+        );
+        assert_eq!(decode("a*b"), None);
         let shared = Shared::new(&SimulatorConfig {
             customers: 0,
             ..SimulatorConfig::default()

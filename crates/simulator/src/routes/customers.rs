@@ -58,7 +58,7 @@ pub(crate) fn customers(
     if let Err(resp) = shared.api_gate(headers) {
         return *resp;
     }
-    let query = Form::parse(query.unwrap_or(""));
+    let query = Form::parse(query.unwrap_or("").as_bytes());
     let cap = shared.knobs.page_size_cap();
     let size = match query.get("size").map(str::parse::<usize>) {
         None => cap,

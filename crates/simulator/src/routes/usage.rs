@@ -39,7 +39,11 @@ pub(crate) fn usage_records(
     if let Some(body) = body {
         return shared.json_bytes(StatusCode::OK, JSON_UTF8, body.as_bytes());
     }
-    let seek = match seek_offset(shared, headers, &Form::parse(query.unwrap_or(""))) {
+    let seek = match seek_offset(
+        shared,
+        headers,
+        &Form::parse(query.unwrap_or("").as_bytes()),
+    ) {
         Ok(seek) => seek,
         Err(resp) => return *resp,
     };
