@@ -1,12 +1,15 @@
 //! How the simulator reads and writes values on the wire: form bodies and query
-//! strings, the dates of Partner Center and AAD answers and the amounts of Partner Center bodies
-//! (docs/partner-center.md §2 and §6: integers and floats as in the examples,
-//! 20-digit decimals).
+//! strings (with `form_urlencoded`), the dates of Partner Center and AAD answers
+//! (calendar and formatting with `time`) and the amounts of Partner Center
+//! bodies (docs/partner-center.md §2 and §6: integers and floats as in the
+//! examples, 20-digit decimals).
 
 use http::StatusCode;
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 use hyper::body::Incoming;
 use serde_json::Value;
+use time::macros::format_description;
+use time::{Date, OffsetDateTime, PrimitiveDateTime, Time};
 
 /// The largest form body read; a larger one is answered 413.
 pub(crate) const MAX_FORM_BODY: usize = 64 * 1024;
@@ -39,40 +42,64 @@ pub(crate) async fn read_form(body: Incoming) -> Result<Form, StatusCode> {
     }
 }
 
-/// (year, month, day) of a day count since 1970-01-01 (H. Hinnant's algorithm).
-pub(crate) fn civil_from_days(days: i64) -> (i64, u32, u32) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    (year, month, day)
+/// Today's date, UTC.
+pub(crate) fn today() -> Date {
+    OffsetDateTime::now_utc().date()
 }
 
-/// The number of days of this month.
-pub(crate) fn days_in_month(year: i64, month: u32) -> u32 {
-    match month {
-        2 if (year % 4 == 0 && year % 100 != 0) || year % 400 == 0 => 29,
-        2 => 28,
-        4 | 6 | 9 | 11 => 30,
-        _ => 31,
-    }
-}
-
-/// `2026-01-09 02:02:12Z`, as in AAD errors.
-pub(crate) fn aad_timestamp(unix: i64) -> String {
-    let (year, month, day) = civil_from_days(unix.div_euclid(86_400));
-    let secs = unix.rem_euclid(86_400);
-    format!(
-        "{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02}Z",
-        secs / 3600,
-        (secs / 60) % 60,
-        secs % 60
+/// The first and the last day of the calendar month of `date`.
+pub(crate) fn month_of(date: Date) -> (Date, Date) {
+    let last = date.month().length(date.year());
+    (
+        date.replace_day(1).unwrap_or(date),
+        date.replace_day(last).unwrap_or(date),
     )
+}
+
+/// The first instant of `date` as Partner Center writes billing dates:
+/// `2019-04-01T00:00:00Z` (docs/partner-center.md §2).
+pub(crate) fn start_of_day(date: Date) -> String {
+    date.midnight()
+        .format(format_description!(
+            "[year]-[month]-[day]T[hour]:[minute]:[second]Z"
+        ))
+        .unwrap_or_default()
+}
+
+/// The last instant of `date` as Partner Center writes billing dates, with 7
+/// fractional digits: `2019-04-30T23:59:59.9999999Z` (docs/partner-center.md §2).
+pub(crate) fn end_of_day(date: Date) -> String {
+    PrimitiveDateTime::new(date, Time::MAX)
+        .format(format_description!(
+            "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:7]Z"
+        ))
+        .unwrap_or_default()
+}
+
+/// A `DateTimeOffset` as Partner Center writes `lastModifiedDate`: with its
+/// offset (`+00:00`) and a fraction without trailing zeros, none for a whole
+/// second: `2019-08-01T23:00:16.57+00:00` (docs/partner-center.md §6).
+pub(crate) fn date_time_offset(at: OffsetDateTime) -> String {
+    let formatted = if at.nanosecond() == 0 {
+        at.format(format_description!(
+            "[year]-[month]-[day]T[hour]:[minute]:[second][offset_hour sign:mandatory]:[offset_minute]"
+        ))
+    } else {
+        at.format(format_description!(
+            "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:1+][offset_hour sign:mandatory]:[offset_minute]"
+        ))
+    };
+    formatted.unwrap_or_default()
+}
+
+/// A Unix time as AAD errors write their timestamp: `2026-01-09 02:02:12Z`.
+pub(crate) fn aad_timestamp(unix: i64) -> String {
+    OffsetDateTime::from_unix_timestamp(unix)
+        .unwrap_or(OffsetDateTime::UNIX_EPOCH)
+        .format(format_description!(
+            "[year]-[month]-[day] [hour]:[minute]:[second]Z"
+        ))
+        .unwrap_or_default()
 }
 
 /// An amount as JSON: `OneTime` amounts that are whole come as integers (`2`), the
@@ -100,6 +127,8 @@ pub(crate) fn decimal20(x: f64) -> String {
 #[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
+    use time::macros::{date, datetime};
+    use time::Duration;
 
     #[test]
     fn amounts_and_dates_format_as_documented() {
@@ -107,11 +136,37 @@ mod tests {
         assert_eq!(amount(2.0, false).to_string(), "2.0");
         assert_eq!(amount(17.22, true).to_string(), "17.22");
         assert_eq!(amount(0.0, false).to_string(), "0.0");
-        assert_eq!(civil_from_days(0), (1970, 1, 1));
-        assert_eq!(civil_from_days(20_454), (2026, 1, 1));
-        assert_eq!(civil_from_days(19_782), (2024, 2, 29));
-        assert_eq!(days_in_month(2024, 2), 29);
-        assert_eq!(days_in_month(2100, 2), 28);
+        // Unix days 0, 20,454 and 19,782.
+        assert_eq!(aad_timestamp(0), "1970-01-01 00:00:00Z");
+        assert_eq!(aad_timestamp(20_454 * 86_400), "2026-01-01 00:00:00Z");
+        assert_eq!(aad_timestamp(19_782 * 86_400), "2024-02-29 00:00:00Z");
+        // February has 29 days in 2024 and 28 in 2100.
+        let (first, last) = month_of(date!(2024 - 02 - 10));
+        assert_eq!(
+            (first, last),
+            (date!(2024 - 02 - 01), date!(2024 - 02 - 29))
+        );
+        assert_eq!(start_of_day(first), "2024-02-01T00:00:00Z");
+        assert_eq!(end_of_day(last), "2024-02-29T23:59:59.9999999Z");
+        assert_eq!(month_of(date!(2100 - 02 - 28)).1, date!(2100 - 02 - 28));
+        assert_eq!(
+            end_of_day(month_of(date!(2100 - 02 - 01)).1),
+            "2100-02-28T23:59:59.9999999Z"
+        );
+        assert_eq!(
+            month_of(date!(2025 - 12 - 31)),
+            (date!(2025 - 12 - 01), date!(2025 - 12 - 31))
+        );
         assert_eq!(aad_timestamp(1_767_924_132), "2026-01-09 02:02:12Z");
+        let at = datetime!(2019-08-01 23:00:16 UTC);
+        assert_eq!(date_time_offset(at), "2019-08-01T23:00:16+00:00");
+        assert_eq!(
+            date_time_offset(at + Duration::milliseconds(570)),
+            "2019-08-01T23:00:16.57+00:00"
+        );
+        assert_eq!(
+            date_time_offset(at + Duration::milliseconds(5)),
+            "2019-08-01T23:00:16.005+00:00"
+        );
     }
 }

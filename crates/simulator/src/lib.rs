@@ -32,7 +32,7 @@
 //!   servicecosts, usage records) and the dispatch to them ([`Endpoint`]);
 //! - `synthetic`: the deterministic synthetic customers, service costs and usage
 //!   records ([`SimCustomer`], [`SimCosts`], [`SimDetail`]);
-//! - `codec`: how values are read and written on the wire (forms, base64, dates,
+//! - `codec`: how values are read and written on the wire (forms, dates,
 //!   amounts);
 //! - `util`: the generator, the lock helper and small header helpers.
 

@@ -9,9 +9,12 @@ use std::collections::HashSet;
 use std::sync::Arc;
 
 use serde_json::Value;
+use time::{Date, Duration};
 
-use crate::codec::{amount, civil_from_days, days_in_month, decimal20};
-use crate::util::{fnv1a, unix_now, SplitMix64};
+use crate::codec::{
+    amount, date_time_offset, decimal20, end_of_day, month_of, start_of_day, today,
+};
+use crate::util::{fnv1a, SplitMix64};
 
 /// The customer of the documented service-costs example (docs/partner-center.md §2).
 pub(crate) const DOCUMENTED_ID: &str = "ae1d5b32-f9ff-4252-b2bf-40e21937a51a";
@@ -130,12 +133,16 @@ pub(crate) struct Period {
 
 impl Period {
     pub(crate) fn current() -> Self {
-        let (year, month, day) = civil_from_days(unix_now().div_euclid(86_400));
-        let last = days_in_month(year, month);
+        Self::of(today())
+    }
+
+    /// The month of `date`, of which the days up to `date` have passed.
+    fn of(date: Date) -> Self {
+        let (first, last) = month_of(date);
         Period {
-            start: format!("{year:04}-{month:02}-01T00:00:00Z"),
-            end: format!("{year:04}-{month:02}-{last:02}T23:59:59.9999999Z"),
-            fraction: f64::from(day) / f64::from(last),
+            start: start_of_day(first),
+            end: end_of_day(last),
+            fraction: f64::from(date.day()) / f64::from(last.day()),
         }
     }
 }
@@ -340,9 +347,9 @@ const USAGE_PERCENTS: [f64; 7] = [23.5, 48.2, 71.9, 88.4, 93.7, 112.6, 164.3];
 /// legacy one (`currencyLocale`, `isUpgraded: false`), the rest an Azure-plan one
 /// in the currency of their service costs. About 60% have a budget; about half of
 /// the Azure-plan records carry amounts with 20 fractional digits. The documented
-/// customer is over budget, as in the documented example. `day` is today's Unix
-/// day: the estimate was last refreshed yesterday.
-pub(crate) fn usage_record(entry: &Entry, day: i64, budget_null: bool) -> Option<ServedRecord> {
+/// customer is over budget, as in the documented example. The estimate was last
+/// refreshed the day before `today` (UTC).
+pub(crate) fn usage_record(entry: &Entry, today: Date, budget_null: bool) -> Option<ServedRecord> {
     let mut rng = SplitMix64(fnv1a(entry.key.as_bytes()) ^ 0x05A6_E5EC_0DE5_u64);
     let documented = entry.key == DOCUMENTED_ID;
     let legacy = match rng.next_u64() % 28 {
@@ -418,7 +425,10 @@ pub(crate) fn usage_record(entry: &Entry, day: i64, budget_null: bool) -> Option
     }
     record.insert(
         "lastModifiedDate".to_owned(),
-        Value::from(refreshed_at(day - 1, &mut rng)),
+        Value::from(refreshed_at(
+            today.previous_day().unwrap_or(today),
+            &mut rng,
+        )),
     );
     record.insert(
         "attributes".to_owned(),
@@ -430,24 +440,15 @@ pub(crate) fn usage_record(entry: &Entry, day: i64, budget_null: bool) -> Option
     })
 }
 
-/// A time on Unix day `day` as Partner Center writes `lastModifiedDate`: a
-/// fraction without trailing zeros and a `+00:00` offset.
-fn refreshed_at(day: i64, rng: &mut SplitMix64) -> String {
-    let (year, month, date) = civil_from_days(day);
+/// A time on `day` (UTC) as Partner Center writes `lastModifiedDate`.
+fn refreshed_at(day: Date, rng: &mut SplitMix64) -> String {
     let second = rng.next_u64() % 86_400;
-    let millis = format!("{:03}", rng.next_u64() % 1_000);
-    let millis = millis.trim_end_matches('0');
-    let fraction = if millis.is_empty() {
-        String::new()
-    } else {
-        format!(".{millis}")
-    };
-    format!(
-        "{year:04}-{month:02}-{date:02}T{:02}:{:02}:{:02}{fraction}+00:00",
-        second / 3600,
-        second / 60 % 60,
-        second % 60
-    )
+    let millis = rng.next_u64() % 1_000;
+    let midnight = day.midnight().assume_utc();
+    let at = midnight
+        .checked_add(Duration::milliseconds((second * 1_000 + millis) as i64))
+        .unwrap_or(midnight);
+    date_time_offset(at)
 }
 
 /// The culture of a legacy customer billed in `currency`.
@@ -492,6 +493,7 @@ mod tests {
     use std::collections::BTreeMap;
     use std::time::{Duration, Instant};
 
+    use time::macros::date;
     use uuid::Uuid;
 
     use crate::state::Shared;
@@ -544,6 +546,15 @@ mod tests {
         assert!(details
             .iter()
             .all(|d| d.billing_end.ends_with("T23:59:59.9999999Z")));
+    }
+
+    #[test]
+    fn a_period_is_the_calendar_month_so_far() {
+        let period = Period::of(date!(2024 - 02 - 10));
+        assert_eq!(period.start, "2024-02-01T00:00:00Z");
+        assert_eq!(period.end, "2024-02-29T23:59:59.9999999Z");
+        assert_eq!(period.fraction, 10.0 / 29.0);
+        assert_eq!(Period::of(date!(2025 - 12 - 31)).fraction, 1.0);
     }
 
     #[test]

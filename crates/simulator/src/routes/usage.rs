@@ -9,13 +9,13 @@ use std::collections::BTreeMap;
 use http::{HeaderMap, Response, StatusCode};
 use serde_json::Value;
 
-use crate::codec::Form;
+use crate::codec::{today, Form};
 use crate::knobs::UsageKnobs;
 use crate::routes::common::{forced_status, next_link, seek_offset, Link, PageLinks};
 use crate::server::{Body, JSON_UTF8};
 use crate::state::Shared;
 use crate::synthetic::{usage_record, ServedRecord};
-use crate::util::{lock, unix_now};
+use crate::util::lock;
 
 /// `GET /v1/customers/usagerecords`.
 pub(crate) fn usage_records(
@@ -91,13 +91,13 @@ impl Shared {
         mut overrides: BTreeMap<String, Value>,
     ) -> Vec<ServedRecord> {
         let entries = lock(&self.directory).customers.clone();
-        let day = unix_now().div_euclid(86_400);
+        let today = today();
         let mut served = Vec::with_capacity(entries.len() + overrides.len());
         for entry in &entries {
             match overrides.remove(&entry.key) {
                 Some(Value::Null) => {}
                 Some(value) => served.push(ServedRecord::given(value)),
-                None => served.extend(usage_record(entry, day, budget_null)),
+                None => served.extend(usage_record(entry, today, budget_null)),
             }
         }
         served.extend(
@@ -121,6 +121,7 @@ mod tests {
     use crate::state::LoggedRequest;
     use crate::synthetic::{DOCUMENTED_ID, DOCUMENTED_USAGE_TOTAL};
     use crate::test_util::*;
+    use crate::util::unix_now;
     use crate::{Endpoint, Simulator};
 
     fn usage_url(sim: &Simulator) -> String {
