@@ -92,6 +92,16 @@ pub(crate) fn date_time_offset(at: OffsetDateTime) -> String {
     formatted.unwrap_or_default()
 }
 
+/// An instant as Partner Center writes `invoiceDate`: UTC with 7 fractional
+/// digits, `2018-02-08T18:44:37.5381456Z` (docs/partner-center.md §7).
+pub(crate) fn invoice_date(at: OffsetDateTime) -> String {
+    at.to_offset(time::UtcOffset::UTC)
+        .format(format_description!(
+            "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:7]Z"
+        ))
+        .unwrap_or_default()
+}
+
 /// A Unix time as AAD errors write their timestamp: `2026-01-09 02:02:12Z`.
 pub(crate) fn aad_timestamp(unix: i64) -> String {
     OffsetDateTime::from_unix_timestamp(unix)

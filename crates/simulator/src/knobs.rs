@@ -61,6 +61,35 @@ struct KnobState {
     token_expires_in: Option<Value>,
     token_refresh_token: Option<String>,
     usage: UsageKnobs,
+    invoices: InvoiceKnobs,
+    line_items: LineItemKnobs,
+}
+
+/// The knobs of `GET /v1/invoices` and the summaries.
+#[derive(Clone)]
+pub(crate) struct InvoiceKnobs {
+    pub(crate) status: Option<u16>,
+    pub(crate) page_size_cap: usize,
+    /// Every page's `links.next.uri`, instead of the real next page.
+    pub(crate) next_uri: Option<String>,
+}
+
+impl Default for InvoiceKnobs {
+    fn default() -> Self {
+        InvoiceKnobs {
+            status: None,
+            page_size_cap: 5,
+            next_uri: None,
+        }
+    }
+}
+
+/// The knobs of `.../servicecosts/MostRecent/lineitems`.
+#[derive(Clone, Default)]
+pub(crate) struct LineItemKnobs {
+    pub(crate) status: Option<u16>,
+    /// Bodies served instead of the generated ones, by lower-case customer id.
+    pub(crate) bodies: HashMap<String, Arc<str>>,
 }
 
 /// The knobs of `GET /v1/customers/usagerecords`.
@@ -164,6 +193,8 @@ impl Knobs {
                 token_expires_in: None,
                 token_refresh_token: None,
                 usage: UsageKnobs::default(),
+                invoices: InvoiceKnobs::default(),
+                line_items: LineItemKnobs::default(),
             }),
         }
     }
@@ -332,6 +363,58 @@ impl Knobs {
             Some(record) => state.usage.records.insert(key, record),
             None => state.usage.records.remove(&key),
         };
+    }
+
+    /// Answers `GET /v1/invoices` and the summaries with this status and the body
+    /// [`Knobs::set_status`] gives it (403 → the no-permission body); `None` = the
+    /// documents again.
+    pub fn set_invoices_status(&self, status: Option<u16>) {
+        self.state().invoices.status = status;
+    }
+
+    /// Largest page of `GET /v1/invoices` (default 5, so that every list is
+    /// paged); 0 counts as 1.
+    pub fn set_invoice_page_size_cap(&self, cap: usize) {
+        self.state().invoices.page_size_cap = cap.max(1);
+    }
+
+    /// Every page of `GET /v1/invoices` links to this `links.next.uri` (a page
+    /// already read, another host), even the last; `None` = the real next page.
+    pub fn set_invoices_next_uri(&self, uri: Option<&str>) {
+        self.state().invoices.next_uri = uri.map(str::to_owned);
+    }
+
+    /// Answers every customer's line items with this status (as
+    /// [`Knobs::set_status`]); `None` = the items again.
+    pub fn set_line_items_status(&self, status: Option<u16>) {
+        self.state().line_items.status = status;
+    }
+
+    /// The customer's line items answer 200 with exactly this body (`None`: the
+    /// generated items again).
+    pub fn set_line_items_body(&self, customer_id: &str, body: Option<&str>) {
+        let key = customer_id.to_ascii_lowercase();
+        let mut state = self.state();
+        match body {
+            Some(body) => state.line_items.bodies.insert(key, Arc::from(body)),
+            None => state.line_items.bodies.remove(&key),
+        };
+    }
+
+    pub(crate) fn invoices(&self) -> InvoiceKnobs {
+        self.state().invoices.clone()
+    }
+
+    pub(crate) fn line_items(&self, customer_id: &str) -> (Option<u16>, Option<Arc<str>>) {
+        let state = self.state();
+        (
+            state.line_items.status,
+            state
+                .line_items
+                .bodies
+                .get(&customer_id.to_ascii_lowercase())
+                .cloned(),
+        )
     }
 
     pub(crate) fn usage(&self) -> UsageKnobs {

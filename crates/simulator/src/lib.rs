@@ -5,15 +5,16 @@
 //! endpoints (`/{tenant}/oauth2/token`, `/{tenant}/oauth2/v2.0/token`), the legacy
 //! `generatetoken` exchange, customer discovery (`GET /v1/customers`, paged with
 //! `MS-ContinuationToken`), the service-costs summary
-//! (`GET /v1/customers/{id}/servicecosts/{period}`) and the usage records of all
-//! customers (`GET /v1/customers/usagerecords`), the deterministic synthetic
-//! customers and usage records behind them, the fault-injection [`Knobs`] and the
+//! (`GET /v1/customers/{id}/servicecosts/{period}`) and its line items, the usage
+//! records of all customers (`GET /v1/customers/usagerecords`), the partner's
+//! invoices and balances (`GET /v1/invoices`, `/v1/invoices/summaries`), the
+//! deterministic synthetic data behind them, the fault-injection [`Knobs`] and the
 //! request counters ([`Stats`], [`LoggedRequest`]). Behaviour follows
 //! `docs/partner-center.md` (authentication, service costs, discovery, REST
-//! conventions, throttling, usage records).
+//! conventions, throttling, usage records, invoices, line items).
 //!
-//! "Partner Center API routes" below means customers, servicecosts and
-//! usagerecords: throttling, the error rate and the in-flight count apply to them
+//! "Partner Center API routes" below means customers, servicecosts, line items,
+//! usagerecords and invoices: throttling, the error rate and the in-flight count apply to them
 //! only. `generatetoken` is an authentication route; like the token endpoints it is
 //! only subject to latency. Everything is in memory; no lock is held across an
 //! `.await`.
@@ -29,7 +30,7 @@
 //!   count, Partner Center headers) and the responses every route builds
 //!   (JSON, Partner Center errors, throttling, the error rate);
 //! - `routes`: one module per service (AAD, `generatetoken`, customers,
-//!   servicecosts, usage records) and the dispatch to them ([`Endpoint`]);
+//!   servicecosts, line items, usage records, invoices) and the dispatch to them ([`Endpoint`]);
 //! - `synthetic`: the deterministic synthetic customers, service costs and usage
 //!   records ([`SimCustomer`], [`SimCosts`], [`SimDetail`]);
 //! - `codec`: how values are read and written on the wire (forms, dates,
@@ -57,6 +58,8 @@ use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
 pub use knobs::{Knobs, TokenFault};
+pub use routes::invoices::SimInvoice;
+pub use routes::lineitems::MANY_SUBSCRIPTIONS;
 pub use routes::Endpoint;
 pub use state::{LoggedRequest, Stats};
 pub use synthetic::{SimCosts, SimCustomer, SimDetail};
@@ -188,6 +191,17 @@ impl Simulator {
             .into_iter()
             .map(|record| record.value)
             .collect()
+    }
+
+    /// Every document `GET /v1/invoices` serves now (amendments included), with its
+    /// date: the documented ones and the synthetic monthly invoices.
+    pub fn invoices(&self) -> Vec<SimInvoice> {
+        routes::invoices::documents()
+    }
+
+    /// The customer whose line items name [`MANY_SUBSCRIPTIONS`] subscriptions.
+    pub fn many_subscriptions_customer(&self) -> Option<String> {
+        routes::lineitems::many_subscriptions_key(&lock(&self.shared.directory))
     }
 
     /// Every access and refresh token ever issued, the client secret and the password.

@@ -33,6 +33,12 @@ pub struct Stats {
     pub usagerecords: u64,
     /// Requests to `/generatetoken` and `/v3/generatetoken`.
     pub generatetoken: u64,
+    /// Requests to `GET /v1/invoices`.
+    pub invoices: u64,
+    /// Requests to `GET /v1/invoices/summaries` and `/summary`.
+    pub invoicesummaries: u64,
+    /// Requests to `.../servicecosts/{period}/lineitems`.
+    pub lineitems: u64,
     /// 429 responses sent.
     pub throttled: u64,
     /// Every response sent, by status code.

@@ -5,6 +5,8 @@
 //! - `customers`: `GET /v1/customers`, paged (§3);
 //! - `servicecosts`: `GET /v1/customers/{id}/servicecosts/{period}` (§2);
 //! - `usage`: `GET /v1/customers/usagerecords` (§6);
+//! - `invoices`: `GET /v1/invoices`, `/v1/invoices/summaries` and `/summary` (§7);
+//! - `lineitems`: `GET /v1/customers/{id}/servicecosts/{period}/lineitems` (§8);
 //! - `common`: what more than one Partner Center route serves (links, paging by
 //!   continuation token, forced statuses).
 //!
@@ -18,6 +20,8 @@ pub(crate) mod aad;
 pub(crate) mod common;
 pub(crate) mod customers;
 pub(crate) mod generatetoken;
+pub(crate) mod invoices;
+pub(crate) mod lineitems;
 pub(crate) mod servicecosts;
 pub(crate) mod usage;
 
@@ -34,6 +38,9 @@ pub enum Endpoint {
     Customers,
     ServiceCosts,
     UsageRecords,
+    Invoices,
+    InvoiceSummaries,
+    LineItems,
     GenerateToken,
     Other,
 }
@@ -48,6 +55,9 @@ impl Endpoint {
             ["v1", "customers"] => Endpoint::Customers,
             ["v1", "customers", "usagerecords"] => Endpoint::UsageRecords,
             ["v1", "customers", _, "servicecosts", _] => Endpoint::ServiceCosts,
+            ["v1", "customers", _, "servicecosts", _, "lineitems"] => Endpoint::LineItems,
+            ["v1", "invoices"] => Endpoint::Invoices,
+            ["v1", "invoices", "summaries" | "summary"] => Endpoint::InvoiceSummaries,
             _ => Endpoint::Other,
         }
     }
@@ -55,7 +65,12 @@ impl Endpoint {
     /// Partner Center API routes: throttled, faulted and counted in flight.
     pub(crate) fn is_api(self) -> bool {
         match self {
-            Endpoint::Customers | Endpoint::ServiceCosts | Endpoint::UsageRecords => true,
+            Endpoint::Customers
+            | Endpoint::ServiceCosts
+            | Endpoint::UsageRecords
+            | Endpoint::Invoices
+            | Endpoint::InvoiceSummaries
+            | Endpoint::LineItems => true,
             Endpoint::Token | Endpoint::GenerateToken | Endpoint::Other => false,
         }
     }
@@ -67,6 +82,9 @@ impl Endpoint {
             Endpoint::Customers
             | Endpoint::ServiceCosts
             | Endpoint::UsageRecords
+            | Endpoint::Invoices
+            | Endpoint::InvoiceSummaries
+            | Endpoint::LineItems
             | Endpoint::Other => "GET",
         }
     }
@@ -78,6 +96,9 @@ impl Endpoint {
             Endpoint::Customers => Some(&mut stats.customers),
             Endpoint::ServiceCosts => Some(&mut stats.servicecosts),
             Endpoint::UsageRecords => Some(&mut stats.usagerecords),
+            Endpoint::Invoices => Some(&mut stats.invoices),
+            Endpoint::InvoiceSummaries => Some(&mut stats.invoicesummaries),
+            Endpoint::LineItems => Some(&mut stats.lineitems),
             Endpoint::GenerateToken => Some(&mut stats.generatetoken),
             Endpoint::Other => None,
         }
@@ -115,6 +136,12 @@ pub(crate) async fn route(
         ("GET", ["v1", "customers", id, "servicecosts", period]) => {
             servicecosts::service_costs(shared, headers, id, period).await
         }
+        ("GET", ["v1", "customers", id, "servicecosts", period, "lineitems"]) => {
+            lineitems::line_items(shared, headers, id, period)
+        }
+        ("GET", ["v1", "invoices"]) => invoices::invoices(shared, headers, parts.uri.query()),
+        ("GET", ["v1", "invoices", "summaries"]) => invoices::summaries(shared, headers, true),
+        ("GET", ["v1", "invoices", "summary"]) => invoices::summaries(shared, headers, false),
         _ if endpoint == Endpoint::Other => empty(StatusCode::NOT_FOUND),
         _ => {
             let mut resp = empty(StatusCode::METHOD_NOT_ALLOWED);
