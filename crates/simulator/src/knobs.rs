@@ -90,6 +90,8 @@ pub(crate) struct LineItemKnobs {
     pub(crate) status: Option<u16>,
     /// Bodies served instead of the generated ones, by lower-case customer id.
     pub(crate) bodies: HashMap<String, Arc<str>>,
+    /// Subscriptions of every generated customer, instead of one to five.
+    pub(crate) subscriptions: Option<usize>,
 }
 
 /// The knobs of `GET /v1/customers/usagerecords`.
@@ -401,11 +403,21 @@ impl Knobs {
         };
     }
 
+    /// Every customer with generated costs has this many subscriptions in its line
+    /// items (the one with 60 too); `None` = one to five, and 60 for one customer.
+    pub fn set_line_item_subscriptions(&self, subscriptions: Option<usize>) {
+        self.state().line_items.subscriptions = subscriptions.map(|n| n.max(1));
+    }
+
     pub(crate) fn invoices(&self) -> InvoiceKnobs {
         self.state().invoices.clone()
     }
 
-    pub(crate) fn line_items(&self, customer_id: &str) -> (Option<u16>, Option<Arc<str>>) {
+    /// The forced status, the given body of the customer, and the subscription count.
+    pub(crate) fn line_items(
+        &self,
+        customer_id: &str,
+    ) -> (Option<u16>, Option<Arc<str>>, Option<usize>) {
         let state = self.state();
         (
             state.line_items.status,
@@ -414,6 +426,7 @@ impl Knobs {
                 .bodies
                 .get(&customer_id.to_ascii_lowercase())
                 .cloned(),
+            state.line_items.subscriptions,
         )
     }
 

@@ -50,7 +50,7 @@ pub(crate) fn line_items(
         );
     }
     let key = id.to_ascii_lowercase();
-    let (status, body) = shared.knobs.line_items(&key);
+    let (status, body, forced) = shared.knobs.line_items(&key);
     if let Some(status) = status {
         return forced_status(shared, status);
     }
@@ -85,7 +85,9 @@ pub(crate) fn line_items(
         }
         SimCosts::Generated(details) => details,
     };
-    let subscriptions = if many.as_deref() == Some(key.as_str()) {
+    let subscriptions = if let Some(n) = forced {
+        n
+    } else if many.as_deref() == Some(key.as_str()) {
         MANY_SUBSCRIPTIONS
     } else {
         1 + (fnv1a(key.as_bytes()) % 5) as usize
