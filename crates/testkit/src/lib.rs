@@ -50,3 +50,9 @@ pub use prometheus::{promtool_check_metrics, Prometheus};
 pub fn install_crypto_provider() {
     let _ = rustls::crypto::ring::default_provider().install_default();
 }
+
+/// Sends `request` and reads its answer as JSON; panics if either fails.
+async fn send_for_json(request: reqwest::RequestBuilder) -> serde_json::Value {
+    let answer = request.send().await.expect("request sent");
+    answer.json().await.expect("a JSON answer")
+}

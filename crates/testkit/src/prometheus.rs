@@ -65,15 +65,10 @@ impl Prometheus {
 
     /// An instant query; the `data.result` array.
     pub async fn query(&self, expr: &str) -> Vec<Value> {
-        let r: Value = reqwest::Client::new()
+        let request = reqwest::Client::new()
             .get(format!("{}/api/v1/query", self.url))
-            .query(&[("query", expr)])
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+            .query(&[("query", expr)]);
+        let r = crate::send_for_json(request).await;
         assert_eq!(r["status"], "success", "{expr}: {r}");
         r["data"]["result"].as_array().cloned().unwrap_or_default()
     }

@@ -59,15 +59,8 @@ pub async fn redeem_refresh_token(sim: &Simulator, refresh_token: &str) -> Strin
         ("refresh_token", refresh_token),
         ("resource", "https://api.partnercenter.microsoft.com"),
     ];
-    let answer: serde_json::Value = reqwest::Client::new()
-        .post(format!("{}/{}/oauth2/token", sim.url(), creds.tenant))
-        .form(&form)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let token_url = format!("{}/{}/oauth2/token", sim.url(), creds.tenant);
+    let answer = crate::send_for_json(reqwest::Client::new().post(token_url).form(&form)).await;
     answer["refresh_token"].as_str().unwrap().to_owned()
 }
 
