@@ -3,7 +3,8 @@
 //! same bytes), peak memory and CPU.
 //!
 //! Run it with `cargo bench --bench exporter -- --customers 10000`; it prints a table
-//! and writes `target/bench/results.json` and `target/bench/results.md`.
+//! and writes `target/bench/results.json` and `target/bench/results.md`. Under
+//! `cargo test --all-targets`, which starts it without arguments, it only says so.
 //!
 //! The exporter runs as the real release binary in a child process, so its peak RSS
 //! (`VmHWM`) and CPU time (`utime + stime`) are its own. The simulated Partner Center
@@ -54,7 +55,7 @@ use serde_json::json;
 
 use crate::exporter::Launcher;
 use crate::nginx::find_nginx;
-use crate::opts::{parse_args, Opts};
+use crate::opts::{parse_args, started_by_cargo_test, Opts};
 use crate::phases::{idle_phase, memory_run, poll_phase, soak_run, sweep_run};
 use crate::report::{loadavg, machine, Results};
 
@@ -72,6 +73,13 @@ const PAGE_SIZE: usize = 500;
 const POLL_DEADLINE: Duration = Duration::from_secs(240);
 
 fn main() {
+    if started_by_cargo_test() {
+        eprintln!(
+            "bench: not run under `cargo test` (a debug build of 10,000 customers is no test); \
+             run it with `cargo bench --bench exporter -- --customers N`"
+        );
+        return;
+    }
     partnercenter_exporter::install_crypto_provider();
     let opts = parse_args();
     let runtime = tokio::runtime::Builder::new_multi_thread()

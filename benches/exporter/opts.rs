@@ -15,6 +15,12 @@ const USAGE: &str = "usage: cargo bench --bench exporter -- [--customers N] [--r
   --phases LIST        phases to run, e.g. 1,5 (default 1,2,3,4,5; see the source)
   --exporter-env K=V   extra environment of the exporter, for experiments (repeatable)";
 
+/// Whether `cargo test` started the benchmark: `cargo bench` passes `--bench`, a
+/// person passes options, and `cargo test --all-targets` passes nothing at all.
+pub fn started_by_cargo_test() -> bool {
+    std::env::args_os().len() == 1
+}
+
 pub struct Opts {
     /// Phases to run, 1 to 5.
     pub phases: Vec<u8>,
