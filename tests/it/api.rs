@@ -4,14 +4,15 @@
 use std::time::Duration;
 
 use partnercenter_exporter::simulator::TokenFault;
+use testkit::{
+    promtool_check_metrics, run_to_exit, secret_file, simulator, Metrics, TestApp, SERVICECOSTS,
+};
 
-use crate::helpers::*;
+use crate::helpers::DOCUMENTED_ID;
 
 #[tokio::test]
 async fn documented_body_exports_exactly_the_documented_values() {
-    let sim = simulator(25).await;
-    let dir = tempfile::tempdir().unwrap();
-    let exporter = Exporter::spawn(&sim_flags(&sim, dir.path()));
+    let exporter = TestApp::new().customers(25).spawn_binary().await;
     let m = exporter.wait_for_polls(1.0).await;
     let id = DOCUMENTED_ID;
     let v = |name: &str, invoice: &str| {
@@ -86,13 +87,7 @@ async fn documented_body_exports_exactly_the_documented_values() {
         .map(|s| s.1["currency"].clone())
         .collect();
     assert!(currencies.len() >= 2, "{currencies:?}");
-    assert_eq!(
-        m.get(
-            "partnercenter_polls_total",
-            &[("collector", "servicecosts"), ("result", "success")]
-        ),
-        Some(1.0)
-    );
+    assert_eq!(m.polls("servicecosts", "success"), Some(1.0));
     assert!(
         m.get(
             "partnercenter_poll_last_success_timestamp_seconds",
@@ -136,8 +131,7 @@ async fn discovery_follows_three_pages_in_both_link_forms() {
         let sim = simulator(25).await;
         sim.knobs().set_page_size_cap(10);
         sim.knobs().set_next_link_without_v1(without_v1);
-        let dir = tempfile::tempdir().unwrap();
-        let exporter = Exporter::spawn(&sim_flags(&sim, dir.path()));
+        let exporter = TestApp::with_simulator(sim).spawn_binary().await;
         let m = exporter.wait_for_polls(1.0).await;
         assert_eq!(
             m.count("partnercenter_customer_info"),
@@ -151,22 +145,22 @@ async fn discovery_follows_three_pages_in_both_link_forms() {
             ),
             Some(3.0)
         );
-        assert_eq!(sim.stats().customers, 3);
+        assert_eq!(exporter.sim().stats().customers, 3);
     }
 }
 
 #[tokio::test]
 async fn restart_signs_in_with_the_rotated_refresh_token() {
-    let sim = simulator(5).await;
-    let dir = tempfile::tempdir().unwrap();
-    let flags = sim_flags(&sim, dir.path());
-    let token_file = dir.path().join("refresh_token");
+    let mut app = TestApp::new().customers(5);
+    app.prepare().await;
+    let token_file = app.path("refresh_token");
     let original = std::fs::read_to_string(&token_file).unwrap();
-    {
-        let mut exporter = Exporter::spawn(&flags);
+    let app = {
+        let mut exporter = app.spawn_binary().await;
         exporter.wait_for_polls(1.0).await;
         assert_eq!(exporter.terminate(), Some(0));
-    }
+        exporter.stop()
+    };
     let rotated = std::fs::read_to_string(&token_file).unwrap();
     assert_ne!(
         rotated.trim(),
@@ -179,14 +173,11 @@ async fn restart_signs_in_with_the_rotated_refresh_token() {
         assert_eq!(mode, 0o600);
     }
     // Only the newest token is valid now: the old one would be refused.
-    sim.revoke_refresh_tokens_except_latest();
-    let exporter = Exporter::spawn(&flags);
+    app.sim().revoke_refresh_tokens_except_latest();
+    let exporter = app.spawn_binary().await;
     let m = exporter.wait_for_polls(1.0).await;
     assert_eq!(
-        m.get(
-            "partnercenter_polls_total",
-            &[("collector", "servicecosts"), ("result", "success")]
-        ),
+        m.polls("servicecosts", "success"),
         Some(1.0),
         "{}",
         exporter.logs()
@@ -201,17 +192,10 @@ async fn v1_and_v2_token_endpoints_and_the_token_exchange() {
         vec!["--auth.endpoint", "v2"],
         vec!["--auth.csp-token-exchange"],
     ] {
-        let sim = simulator(3).await;
-        let dir = tempfile::tempdir().unwrap();
-        let mut flags = sim_flags(&sim, dir.path());
-        flags.extend(extra.iter().map(|s| s.to_string()));
-        let exporter = Exporter::spawn(&flags);
+        let exporter = TestApp::new().args(extra.clone()).spawn_binary().await;
         let m = exporter.wait_for_polls(1.0).await;
         assert_eq!(
-            m.get(
-                "partnercenter_polls_total",
-                &[("collector", "servicecosts"), ("result", "success")]
-            ),
+            m.polls("servicecosts", "success"),
             Some(1.0),
             "{extra:?}: {}",
             exporter.logs()
@@ -238,25 +222,18 @@ async fn v1_and_v2_token_endpoints_and_the_token_exchange() {
 #[tokio::test]
 async fn password_grant_works() {
     let sim = simulator(3).await;
-    let dir = tempfile::tempdir().unwrap();
     let creds = sim.credentials();
-    let mut flags = sim_flags(&sim, dir.path());
-    let password = secret_file(dir.path(), "password", &creds.password);
-    flags.extend([
-        "--auth.grant".to_owned(),
-        "password".into(),
-        "--auth.username".into(),
-        creds.username.clone(),
-        "--auth.password-file".into(),
-        password.display().to_string(),
-    ]);
-    let exporter = Exporter::spawn(&flags);
+    let app = TestApp::with_simulator(sim);
+    let password = secret_file(app.dir(), "password", &creds.password);
+    let exporter = app
+        .flag("--auth.grant", "password")
+        .flag("--auth.username", &creds.username)
+        .flag("--auth.password-file", password.display())
+        .spawn_binary()
+        .await;
     let m = exporter.wait_for_polls(1.0).await;
     assert_eq!(
-        m.get(
-            "partnercenter_polls_total",
-            &[("collector", "servicecosts"), ("result", "success")]
-        ),
+        m.polls("servicecosts", "success"),
         Some(1.0),
         "{}",
         exporter.logs()
@@ -265,11 +242,10 @@ async fn password_grant_works() {
 
 #[tokio::test]
 async fn client_credentials_warns_and_service_costs_are_refused() {
-    let sim = simulator(3).await;
-    let dir = tempfile::tempdir().unwrap();
-    let mut flags = sim_flags(&sim, dir.path());
-    flags.extend(["--auth.grant".to_owned(), "client-credentials".into()]);
-    let exporter = Exporter::spawn(&flags);
+    let exporter = TestApp::new()
+        .flag("--auth.grant", "client-credentials")
+        .spawn_binary()
+        .await;
     let m = exporter.wait_for_polls(1.0).await;
     let logs = exporter.logs();
     assert!(
@@ -279,13 +255,7 @@ async fn client_credentials_warns_and_service_costs_are_refused() {
     // The customers are listed (app-only may do that) but their costs are refused.
     assert_eq!(m.count("partnercenter_customer_info"), 3);
     assert_eq!(m.sum("partnercenter_customer_fetch_success"), 0.0);
-    assert_eq!(
-        m.get(
-            "partnercenter_polls_total",
-            &[("collector", "servicecosts"), ("result", "failure")]
-        ),
-        Some(1.0)
-    );
+    assert_eq!(m.polls("servicecosts", "failure"), Some(1.0));
     assert_eq!(m.count("partnercenter_service_costs_after_tax"), 0);
 }
 
@@ -319,7 +289,7 @@ fn bad_configuration_exits_2_naming_the_flag() {
         assert!(!stderr.contains("panicked"), "{stderr}");
     }
     // The environment works like the flag.
-    let (code, stderr) = run_to_exit(&["--demo"], &[("PARTNERCENTER_POLL_INTERVAL", "never")]);
+    let (code, stderr) = run_to_exit(["--demo"], &[("PARTNERCENTER_POLL_INTERVAL", "never")]);
     assert_eq!(code, Some(2));
     assert!(stderr.contains("--poll.interval"), "{stderr}");
 }
@@ -329,15 +299,12 @@ async fn no_secret_in_logs_metrics_or_landing_page() {
     let sim = simulator(4).await;
     sim.knobs()
         .set_access_token_lifetime(Duration::from_secs(2));
-    let dir = tempfile::tempdir().unwrap();
-    let mut flags = sim_flags(&sim, dir.path());
-    flags.extend([
-        "--log.level".to_owned(),
-        "trace".into(),
-        "--poll.interval".into(),
-        "1s".into(),
-    ]);
-    let exporter = Exporter::spawn(&flags);
+    let exporter = TestApp::with_simulator(sim)
+        .flag("--log.level", "trace")
+        .flag("--poll.interval", "1s")
+        .spawn_binary()
+        .await;
+    let sim = exporter.sim();
     // The token lives 2 s and is renewed after 1 s: polls every second renew it.
     exporter.wait_for_polls(5.0).await;
     sim.knobs().set_token_fault(TokenFault::InvalidGrant);
@@ -370,9 +337,7 @@ async fn no_secret_in_logs_metrics_or_landing_page() {
 
 #[tokio::test]
 async fn endpoints_answer_as_designed() {
-    let sim = simulator(3).await;
-    let dir = tempfile::tempdir().unwrap();
-    let exporter = Exporter::spawn(&sim_flags(&sim, dir.path()));
+    let exporter = TestApp::new().spawn_binary().await;
     exporter.wait_for_polls(1.0).await;
     assert_eq!(exporter.get("/-/healthy").await.0, 200);
     assert_eq!(exporter.get("/-/ready").await.0, 200);
@@ -415,16 +380,14 @@ async fn endpoints_answer_as_designed() {
 
 #[tokio::test]
 async fn sigterm_exits_0() {
-    let sim = simulator(3).await;
-    let dir = tempfile::tempdir().unwrap();
-    let mut exporter = Exporter::spawn(&sim_flags(&sim, dir.path()));
+    let mut exporter = TestApp::new().spawn_binary().await;
     exporter.wait_for_polls(1.0).await;
     assert_eq!(exporter.terminate(), Some(0), "{}", exporter.logs());
 }
 
 #[tokio::test]
 async fn demo_mode_serves_synthetic_customers() {
-    let exporter = Exporter::spawn(&["--demo".to_owned()]);
+    let exporter = TestApp::demo().spawn_binary().await;
     let m = exporter.wait_for_polls(1.0).await;
     assert!(m.count("partnercenter_customer_info") >= 20);
     assert!(
@@ -432,10 +395,7 @@ async fn demo_mode_serves_synthetic_customers() {
         "demo budgets"
     );
     assert_eq!(
-        m.get(
-            "partnercenter_polls_total",
-            &[("collector", "servicecosts"), ("result", "success")]
-        ),
+        m.polls("servicecosts", "success"),
         Some(1.0),
         "{}",
         exporter.logs()
@@ -444,7 +404,7 @@ async fn demo_mode_serves_synthetic_customers() {
 
 #[tokio::test]
 async fn promtool_accepts_the_exposition() {
-    let exporter = Exporter::spawn(&["--demo".to_owned()]);
+    let exporter = TestApp::demo().spawn_binary().await;
     let m = exporter.wait_for_polls(1.0).await;
     let report = promtool_check_metrics(&m.text);
     assert!(report.trim().is_empty(), "promtool has remarks:\n{report}");

@@ -5,8 +5,9 @@
 use std::time::{Duration, Instant};
 
 use serde_json::json;
-
-use crate::helpers::*;
+use testkit::{
+    finished, promtool_check_metrics, run_to_exit, simulator, Metrics, TestApp, SERVICECOSTS, USAGE,
+};
 
 const FIXTURE: &str = include_str!("../fixtures/usagerecords.json");
 /// The two documented records of the fixture.
@@ -33,8 +34,7 @@ fn usage_series(m: &Metrics) -> Vec<String> {
 async fn the_documented_usage_records_export_exactly() {
     let sim = simulator(5).await;
     sim.knobs().set_usage_body(Some(FIXTURE.to_owned()));
-    let dir = tempfile::tempdir().unwrap();
-    let exporter = Exporter::spawn(&sim_flags(&sim, dir.path()));
+    let exporter = TestApp::with_simulator(sim).spawn_binary().await;
     let m = exporter.wait_for_runs("usage", 1.0).await;
     let plan = [("customer_id", PLAN_ID)];
     let plan_sek = [("customer_id", PLAN_ID), ("currency", "SEK")];
@@ -72,18 +72,13 @@ async fn the_documented_usage_records_export_exactly() {
     );
     // Customers without a record have no usage series.
     assert_eq!(m.count("partnercenter_usage_cost_estimate"), 2);
-    assert_eq!(
-        m.get(
-            "partnercenter_polls_total",
-            &[("collector", "usage"), ("result", "success")]
-        ),
-        Some(1.0)
-    );
+    assert_eq!(m.polls("usage", "success"), Some(1.0));
 }
 
 #[tokio::test]
 async fn a_legacy_record_takes_the_currency_of_the_customers_service_costs() {
-    let (sim, exporter, _dir) = setup(6, &[]).await;
+    let exporter = TestApp::new().customers(6).start_in_process().await;
+    let sim = exporter.sim();
     let customers = sim.customers();
     let legacy = &customers[1].id;
     let without = &customers[2].id;
@@ -112,7 +107,7 @@ async fn a_legacy_record_takes_the_currency_of_the_customers_service_costs() {
         Some(7.5),
         "before the service costs are known"
     );
-    finished(exporter.poller.poll_once().await);
+    exporter.poll().await;
     let m = exporter.metrics().await;
     let currency = m
         .matching(
@@ -145,7 +140,12 @@ async fn a_legacy_record_takes_the_currency_of_the_customers_service_costs() {
 
 #[tokio::test]
 async fn one_usage_request_per_run_however_many_customers() {
-    let (sim, exporter, _dir) = setup(300, &["--poll.rate-limit", "100000"]).await;
+    let exporter = TestApp::new()
+        .customers(300)
+        .flag("--poll.rate-limit", "100000")
+        .start_in_process()
+        .await;
+    let sim = exporter.sim();
     let usage = exporter.usage.clone().unwrap();
     for _ in 0..2 {
         assert_eq!(finished_result(usage.poll_once().await), "success");
@@ -162,7 +162,8 @@ async fn one_usage_request_per_run_however_many_customers() {
 
 #[tokio::test]
 async fn usage_pages_are_followed_with_their_headers() {
-    let (sim, exporter, _dir) = setup(40, &[]).await;
+    let exporter = TestApp::new().customers(40).start_in_process().await;
+    let sim = exporter.sim();
     sim.knobs().set_usage_page_size(Some(10));
     let usage = exporter.usage.clone().unwrap();
     assert_eq!(finished_result(usage.poll_once().await), "success");
@@ -180,11 +181,13 @@ async fn usage_pages_are_followed_with_their_headers() {
 
 #[tokio::test]
 async fn usage_runs_on_its_own_interval() {
-    let sim = simulator(5).await;
-    let dir = tempfile::tempdir().unwrap();
-    let mut flags = sim_flags(&sim, dir.path());
-    flags.extend(["--poll.interval", "1h", "--collector.usage.interval", "1s"].map(String::from));
-    let exporter = Exporter::spawn(&flags);
+    let exporter = TestApp::new()
+        .customers(5)
+        .flag("--poll.interval", "1h")
+        .flag("--collector.usage.interval", "1s")
+        .spawn_binary()
+        .await;
+    let sim = exporter.sim();
     let m = exporter.wait_for_runs("usage", 3.0).await;
     assert_eq!(
         m.sum_of("partnercenter_polls_total", SERVICECOSTS),
@@ -202,33 +205,34 @@ async fn usage_runs_on_its_own_interval() {
 
 #[tokio::test]
 async fn a_disabled_usage_collector_sends_nothing_and_exports_nothing() {
-    let sim = simulator(5).await;
-    let dir = tempfile::tempdir().unwrap();
-    let mut flags = sim_flags(&sim, dir.path());
-    flags.push("--no-collector.usage".into());
-    let exporter = Exporter::spawn(&flags);
+    let exporter = TestApp::new()
+        .customers(5)
+        .arg("--no-collector.usage")
+        .spawn_binary()
+        .await;
     let m = exporter.wait_for_polls(1.0).await;
     assert!(!m.text.contains("partnercenter_usage_"), "{}", m.text);
     assert_eq!(m.matching("partnercenter_polls_total", USAGE).count(), 0);
-    assert_eq!(sim.stats().usagerecords, 0);
+    assert_eq!(exporter.sim().stats().usagerecords, 0);
 }
 
 #[tokio::test]
 async fn collector_switches_are_checked_and_read_from_the_file_too() {
-    let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("config.yml");
+    let app = TestApp::new();
+    let file = app.path("config.yml");
     std::fs::write(
         &file,
         "collectors:\n  usage: {enabled: false, interval: 1s}\n",
     )
     .unwrap();
-    let sim = simulator(3).await;
-    let mut flags = sim_flags(&sim, dir.path());
-    flags.extend(["--config.file".to_owned(), file.display().to_string()]);
-    let exporter = Exporter::spawn(&flags);
+    let exporter = app
+        .flag("--config.file", file.display())
+        .spawn_binary()
+        .await;
     let m = exporter.wait_for_polls(1.0).await;
     assert_eq!(m.matching("partnercenter_polls_total", USAGE).count(), 0);
-    drop(exporter);
+    // The directory stays: the file is written again below.
+    let _app = exporter.stop();
 
     for (args, needle) in [
         (
@@ -241,35 +245,22 @@ async fn collector_switches_are_checked_and_read_from_the_file_too() {
         ),
         (vec!["--collector.nonsense"], "--collector.nonsense"),
     ] {
-        let out = std::process::Command::new(binary())
-            .arg("--demo")
-            .args(&args)
-            .env_clear()
-            .output()
-            .unwrap();
-        assert_eq!(out.status.code(), Some(2), "{args:?}");
-        let stderr = String::from_utf8_lossy(&out.stderr);
+        let (code, stderr) = run_to_exit([&["--demo"][..], &args[..]].concat(), &[]);
+        assert_eq!(code, Some(2), "{args:?}");
         assert!(stderr.contains(needle), "{args:?}: {stderr}");
     }
     std::fs::write(&file, "collectors:\n  usgae: {enabled: false}\n").unwrap();
-    let out = std::process::Command::new(binary())
-        .args(["--demo", "--config.file"])
-        .arg(&file)
-        .env_clear()
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("collectors.usgae: unknown collector"));
+    let (code, stderr) = run_to_exit(["--demo", "--config.file", file.to_str().unwrap()], &[]);
+    assert_eq!(code, Some(2));
+    assert!(stderr.contains("collectors.usgae: unknown collector"));
 }
 
 #[tokio::test]
 async fn a_failing_collector_keeps_its_values_and_leaves_the_others_alone() {
-    let (sim, exporter, _dir) = setup(8, &[]).await;
+    let exporter = TestApp::new().customers(8).start_in_process().await;
+    let sim = exporter.sim();
     let usage = exporter.usage.clone().unwrap();
-    assert_eq!(
-        finished_result(exporter.poller.poll_once().await),
-        "success"
-    );
+    assert_eq!(exporter.poll().await.0, "success");
     assert_eq!(finished_result(usage.poll_once().await), "success");
     let before = exporter.metrics().await;
     let usage_before = usage_series(&before);
@@ -282,10 +273,7 @@ async fn a_failing_collector_keeps_its_values_and_leaves_the_others_alone() {
             "failure",
             "{status}"
         );
-        assert_eq!(
-            finished_result(exporter.poller.poll_once().await),
-            "success"
-        );
+        assert_eq!(exporter.poll().await.0, "success");
         let m = exporter.metrics().await;
         assert_eq!(
             usage_series(&m),
@@ -296,23 +284,14 @@ async fn a_failing_collector_keeps_its_values_and_leaves_the_others_alone() {
         assert_eq!(m.sum("partnercenter_customer_fetch_success"), 8.0);
     }
     let m = exporter.metrics().await;
-    assert_eq!(
-        m.get(
-            "partnercenter_polls_total",
-            &[("collector", "usage"), ("result", "failure")]
-        ),
-        Some(2.0)
-    );
+    assert_eq!(m.polls("usage", "failure"), Some(2.0));
     sim.knobs().set_usage_status(None);
 
     // And the reverse: service costs fail, usage goes on.
     for c in sim.customers() {
         sim.knobs().set_status(&c.id, Some(503));
     }
-    assert_eq!(
-        finished_result(exporter.poller.poll_once().await),
-        "failure"
-    );
+    assert_eq!(exporter.poll().await.0, "failure");
     assert_eq!(finished_result(usage.poll_once().await), "success");
     let m = exporter.metrics().await;
     assert_eq!(usage_series(&m), usage_before);
@@ -334,11 +313,11 @@ async fn a_failing_collector_keeps_its_values_and_leaves_the_others_alone() {
 
 #[tokio::test]
 async fn a_slow_first_run_shows_customers_and_progress_within_seconds() {
-    let sim = simulator(200).await;
-    let dir = tempfile::tempdir().unwrap();
-    let mut flags = sim_flags(&sim, dir.path());
-    flags.extend(["--poll.rate-limit", "120"].map(String::from));
-    let exporter = Exporter::spawn(&flags);
+    let exporter = TestApp::new()
+        .customers(200)
+        .flag("--poll.rate-limit", "120")
+        .spawn_binary()
+        .await;
     let started = Instant::now();
     // 200 customers at 2 a second take 100 s; 15 s in, some must be visible.
     let deadline = started + Duration::from_secs(15);
@@ -377,20 +356,20 @@ async fn a_slow_first_run_shows_customers_and_progress_within_seconds() {
 
 #[tokio::test]
 async fn a_restart_serves_both_parts_from_the_cache() {
-    let sim = simulator(6).await;
-    let dir = tempfile::tempdir().unwrap();
-    let cache = dir.path().join("cache.json");
-    let mut flags = sim_flags(&sim, dir.path());
-    flags.extend(["--poll.cache-file".to_owned(), cache.display().to_string()]);
-    let mut exporter = Exporter::spawn(&flags);
+    let mut exporter = TestApp::new()
+        .customers(6)
+        .cache_file()
+        .spawn_binary()
+        .await;
     exporter.wait_for_polls(1.0).await;
     let before = exporter.wait_for_runs("usage", 1.0).await;
     assert_eq!(exporter.terminate(), Some(0));
     assert!(!usage_series(&before).is_empty());
+    let app = exporter.stop();
 
     // Nothing can finish now: every answer takes a minute.
-    sim.knobs().set_latency(Duration::from_secs(60));
-    let exporter = Exporter::spawn(&flags);
+    app.sim().knobs().set_latency(Duration::from_secs(60));
+    let exporter = app.spawn_binary().await;
     let m = exporter.metrics().await;
     assert_eq!(usage_series(&m), usage_series(&before));
     assert_eq!(m.cost_series(), before.cost_series());
@@ -404,7 +383,7 @@ async fn a_restart_serves_both_parts_from_the_cache() {
 
 #[tokio::test]
 async fn promtool_accepts_the_exposition_with_every_collector() {
-    let exporter = Exporter::spawn(&["--demo".to_owned()]);
+    let exporter = TestApp::demo().spawn_binary().await;
     exporter.wait_for_polls(1.0).await;
     let m = exporter.wait_for_runs("usage", 1.0).await;
     assert!(m.count("partnercenter_usage_cost_estimate") > 0);

@@ -1,43 +1,35 @@
 //! Continuity: the cache file carries the last snapshot across restarts, crashes
 //! and shutdowns; readiness never depends on Partner Center or Azure AD.
 
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use partnercenter_exporter::simulator::Simulator;
+use testkit::{simulator, TestApp, SERVICECOSTS};
 
-use crate::helpers::*;
+use crate::helpers::cached_customers;
 
-/// A simulator with `customers`, and exporter flags that point at it with a cache
-/// file in a fresh directory.
-async fn with_cache(customers: usize) -> (Simulator, tempfile::TempDir, PathBuf, Vec<String>) {
-    let sim = simulator(customers).await;
-    let dir = tempfile::tempdir().unwrap();
-    let cache = dir.path().join("snapshot.json");
-    let mut flags = sim_flags(&sim, dir.path());
-    flags.extend(["--poll.cache-file".to_owned(), cache.display().to_string()]);
-    (sim, dir, cache, flags)
+/// An exporter with a cache file against a simulator of `customers`.
+fn with_cache(customers: usize) -> TestApp {
+    TestApp::new().customers(customers).cache_file()
 }
 
 #[tokio::test]
 async fn a_restart_with_both_services_unreachable_serves_the_same_series() {
-    let (sim, _dir, cache, flags) = with_cache(8).await;
-    let before = {
-        let mut exporter = Exporter::spawn(&flags);
-        let m = exporter.wait_for_polls(1.0).await;
-        assert_eq!(exporter.terminate(), Some(0));
-        m
-    };
+    let app = with_cache(8);
+    let cache = app.cache_path();
+    let mut exporter = app.spawn_binary().await;
+    let before = exporter.wait_for_polls(1.0).await;
+    assert_eq!(exporter.terminate(), Some(0));
+    let mut app = exporter.stop();
     {
         use std::os::unix::fs::PermissionsExt;
         let mode = std::fs::metadata(&cache).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o600, "spend per customer is sensitive");
     }
-    let url = sim.url();
-    sim.shutdown().await;
+    let url = app.sim().url();
+    app.shutdown_simulator().await;
     // Azure AD and Partner Center are both gone now (connection refused).
     assert!(reqwest::get(format!("{url}/v1/customers")).await.is_err());
-    let exporter = Exporter::spawn(&flags);
+    let exporter = app.spawn_binary().await;
     let first = exporter.metrics().await;
     assert_eq!(
         first.cost_series(),
@@ -69,7 +61,8 @@ async fn a_restart_with_both_services_unreachable_serves_the_same_series() {
 
 #[tokio::test]
 async fn a_corrupt_or_foreign_cache_starts_cleanly_with_a_warning() {
-    let (_sim, _dir, cache, flags) = with_cache(3).await;
+    let mut app = with_cache(3);
+    let cache = app.cache_path();
     for (contents, needle) in [
         (
             &b"{\"version\":1,\"snapshot\":{\"customers\":[{\"id\":"[..],
@@ -87,16 +80,10 @@ async fn a_corrupt_or_foreign_cache_starts_cleanly_with_a_warning() {
         ),
     ] {
         std::fs::write(&cache, contents).unwrap();
-        let exporter = Exporter::spawn(&flags);
+        let exporter = app.spawn_binary().await;
         assert_eq!(exporter.get("/-/ready").await.0, 200);
         let m = exporter.wait_for_polls(1.0).await;
-        assert_eq!(
-            m.get(
-                "partnercenter_polls_total",
-                &[("collector", "servicecosts"), ("result", "success")]
-            ),
-            Some(1.0)
-        );
+        assert_eq!(m.polls("servicecosts", "success"), Some(1.0));
         let logs = exporter.logs();
         let warnings: Vec<_> = logs
             .lines()
@@ -105,22 +92,22 @@ async fn a_corrupt_or_foreign_cache_starts_cleanly_with_a_warning() {
         assert_eq!(warnings.len(), 1, "logged once: {logs}");
         // The poll rewrote a valid cache.
         assert!(cached_customers(&cache).unwrap().is_some());
+        app = exporter.stop();
     }
 }
 
 #[tokio::test]
 async fn sigkill_at_random_moments_never_leaves_a_broken_cache() {
-    let (sim, dir, cache, mut flags) = with_cache(30).await;
+    let sim = simulator(30).await;
     sim.knobs().set_latency(Duration::from_millis(20));
-    flags.extend([
-        "--poll.interval".to_owned(),
-        "200ms".into(),
-        "--poll.rate-limit".into(),
-        "100000".into(),
-    ]);
+    let mut app = TestApp::with_simulator(sim)
+        .cache_file()
+        .flag("--poll.interval", "200ms")
+        .flag("--poll.rate-limit", "100000");
+    let cache = app.cache_path();
     let mut loaded = 0;
     for round in 0..6u64 {
-        let mut exporter = Exporter::spawn(&flags);
+        let mut exporter = app.spawn_binary().await;
         let logs = exporter.logs();
         assert!(
             !logs.contains("ignoring the cache file"),
@@ -144,13 +131,14 @@ async fn sigkill_at_random_moments_never_leaves_a_broken_cache() {
             Ok(None) => {}
             Err(e) => panic!("round {round}: the cache is broken after SIGKILL: {e}"),
         }
+        app = exporter.stop();
     }
     assert!(
         loaded >= 3,
         "the cache was loaded after most kills ({loaded})"
     );
     // No temporary files pile up beyond the one a kill may have interrupted.
-    let leftovers = std::fs::read_dir(dir.path())
+    let leftovers = std::fs::read_dir(app.dir())
         .unwrap()
         .filter_map(Result::ok)
         .filter(|e| e.file_name().to_string_lossy().contains(".tmp-"))
@@ -160,28 +148,20 @@ async fn sigkill_at_random_moments_never_leaves_a_broken_cache() {
 
 #[tokio::test]
 async fn sigterm_mid_poll_exits_0_promptly_and_keeps_the_previous_cache() {
-    let (sim, _dir, cache, mut flags) = with_cache(6).await;
-    flags.extend([
-        "--poll.interval".to_owned(),
-        "1s".into(),
-        "--poll.concurrency".into(),
-        "1".into(),
-    ]);
-    let mut exporter = Exporter::spawn(&flags);
+    let app = with_cache(6)
+        .flag("--poll.interval", "1s")
+        .flag("--poll.concurrency", "1");
+    let cache = app.cache_path();
+    let mut exporter = app.spawn_binary().await;
     exporter.wait_for_polls(1.0).await;
     let previous = std::fs::read(&cache).unwrap();
     // The next poll is slow: 6 customers, one at a time, 2 s each.
-    sim.knobs().set_latency(Duration::from_secs(2));
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while exporter
-        .metrics()
-        .await
-        .get("partnercenter_poll_in_progress", SERVICECOSTS)
-        != Some(1.0)
-    {
-        assert!(Instant::now() < deadline, "the second poll did not start");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    exporter.sim().knobs().set_latency(Duration::from_secs(2));
+    exporter
+        .wait_for_metrics("the second poll started", Duration::from_secs(10), |m| {
+            m.get("partnercenter_poll_in_progress", SERVICECOSTS) == Some(1.0)
+        })
+        .await;
     let stopping = Instant::now();
     assert_eq!(exporter.terminate(), Some(0), "{}", exporter.logs());
     assert!(
@@ -206,8 +186,7 @@ async fn sigterm_mid_poll_exits_0_promptly_and_keeps_the_previous_cache() {
 async fn readiness_is_immediate_while_the_first_poll_is_slow() {
     let sim = simulator(4).await;
     sim.knobs().set_latency(Duration::from_secs(3));
-    let dir = tempfile::tempdir().unwrap();
-    let exporter = Exporter::spawn(&sim_flags(&sim, dir.path()));
+    let exporter = TestApp::with_simulator(sim).spawn_binary().await;
     assert_eq!(exporter.get("/-/ready").await.0, 200);
     let m = exporter.metrics().await;
     assert_eq!(

@@ -7,8 +7,9 @@ use std::time::{Duration, Instant};
 
 use partnercenter_exporter::collectors::PollOutcome;
 use partnercenter_exporter::simulator::TokenFault;
+use testkit::{redeem_refresh_token, secret_file, simulator, Metrics, TestApp};
 
-use crate::helpers::*;
+use crate::helpers::DOCUMENTED_ID;
 
 fn after_tax_by_customer(m: &Metrics) -> BTreeMap<String, f64> {
     m.matching("partnercenter_service_costs_after_tax", &[])
@@ -20,7 +21,6 @@ fn after_tax_by_customer(m: &Metrics) -> BTreeMap<String, f64> {
 async fn a_429_storm_is_ridden_out_with_retry_after() {
     // Customers named in a config file: no discovery, so the storm hits the fan-out.
     let sim = simulator(10).await;
-    let dir = tempfile::tempdir().unwrap();
     let mut yaml = String::from("customers:\n");
     for c in sim.customers() {
         yaml.push_str(&format!(
@@ -29,13 +29,16 @@ async fn a_429_storm_is_ridden_out_with_retry_after() {
             serde_json::to_string(&c.name).unwrap()
         ));
     }
-    let config = dir.path().join("config.yml");
+    let app = TestApp::with_simulator(sim);
+    let config = app.path("config.yml");
     std::fs::write(&config, yaml).unwrap();
-    let mut flags = sim_flags(&sim, dir.path());
-    flags.extend(["--config.file".to_owned(), config.display().to_string()]);
-    let exporter = in_process(&flags).await;
+    let exporter = app
+        .flag("--config.file", config.display())
+        .start_in_process()
+        .await;
+    let sim = exporter.sim();
     sim.knobs().set_throttle_next(6, 1);
-    let (result, failed) = finished(exporter.poller.poll_once().await);
+    let (result, failed) = exporter.poll().await;
     assert_eq!((result.as_str(), failed), ("success", 0));
     let stats = sim.stats();
     assert_eq!(stats.throttled, 6);
@@ -67,13 +70,14 @@ async fn a_429_storm_is_ridden_out_with_retry_after() {
 
 #[tokio::test]
 async fn thirty_percent_503s_lose_no_data() {
-    let (sim, exporter, _dir) = setup(20, &[]).await;
-    finished(exporter.poller.poll_once().await);
+    let exporter = TestApp::new().customers(20).start_in_process().await;
+    let sim = exporter.sim();
+    exporter.poll().await;
     let before = after_tax_by_customer(&exporter.metrics().await);
     assert!(before.len() >= 30);
     let requests_before = sim.stats().servicecosts;
     sim.knobs().set_error_rate(0.3);
-    let (result, _) = finished(exporter.poller.poll_once().await);
+    let (result, _) = exporter.poll().await;
     let m = exporter.metrics().await;
     let after = after_tax_by_customer(&m);
     assert_eq!(
@@ -99,13 +103,14 @@ async fn thirty_percent_503s_lose_no_data() {
 
 #[tokio::test]
 async fn a_malformed_body_fails_only_that_customer() {
-    let (sim, exporter, _dir) = setup(8, &[]).await;
-    finished(exporter.poller.poll_once().await);
+    let exporter = TestApp::new().customers(8).start_in_process().await;
+    let sim = exporter.sim();
+    exporter.poll().await;
     let before = exporter.metrics().await;
     let victim = sim.customers()[3].id.clone();
     sim.knobs().set_malformed(&victim, true);
     let requests_before = sim.stats().servicecosts;
-    let (result, failed) = finished(exporter.poller.poll_once().await);
+    let (result, failed) = exporter.poll().await;
     assert_eq!((result.as_str(), failed), ("partial", 1));
     assert_eq!(
         sim.stats().servicecosts - requests_before,
@@ -142,10 +147,11 @@ async fn a_malformed_body_fails_only_that_customer() {
 
 #[tokio::test]
 async fn a_huge_body_is_refused_without_reading_it_all() {
-    let (sim, exporter, _dir) = setup(4, &[]).await;
+    let exporter = TestApp::new().customers(4).start_in_process().await;
+    let sim = exporter.sim();
     let victim = sim.customers()[2].id.clone();
     sim.knobs().set_huge_body(&victim, true);
-    let (result, failed) = finished(exporter.poller.poll_once().await);
+    let (result, failed) = exporter.poll().await;
     assert_eq!((result.as_str(), failed), ("partial", 1));
     let m = exporter.metrics().await;
     assert_eq!(
@@ -160,11 +166,12 @@ async fn a_huge_body_is_refused_without_reading_it_all() {
 
 #[tokio::test]
 async fn an_access_token_expiring_mid_poll_is_renewed_once() {
-    let (sim, exporter, _dir) = setup(6, &[]).await;
-    finished(exporter.poller.poll_once().await);
+    let exporter = TestApp::new().customers(6).start_in_process().await;
+    let sim = exporter.sim();
+    exporter.poll().await;
     assert_eq!(sim.stats().token, 1);
     sim.expire_access_tokens();
-    let (result, _) = finished(exporter.poller.poll_once().await);
+    let (result, _) = exporter.poll().await;
     assert_eq!(result, "success");
     assert_eq!(
         sim.stats().token,
@@ -176,13 +183,14 @@ async fn an_access_token_expiring_mid_poll_is_renewed_once() {
 
 #[tokio::test]
 async fn the_token_endpoint_down_for_a_poll_keeps_the_data() {
-    let (sim, exporter, _dir) = setup(6, &[]).await;
-    finished(exporter.poller.poll_once().await);
+    let exporter = TestApp::new().customers(6).start_in_process().await;
+    let sim = exporter.sim();
+    exporter.poll().await;
     let before = after_tax_by_customer(&exporter.metrics().await);
     sim.expire_access_tokens();
     sim.knobs().set_token_fault(TokenFault::Down);
     let tokens_before = sim.stats().token;
-    let (result, failed) = finished(exporter.poller.poll_once().await);
+    let (result, failed) = exporter.poll().await;
     assert_eq!((result.as_str(), failed), ("failure", 6));
     let tries = sim.stats().token - tokens_before;
     assert!(
@@ -195,18 +203,19 @@ async fn the_token_endpoint_down_for_a_poll_keeps_the_data() {
     assert!(m.sum("partnercenter_auth_failures_total") >= 1.0);
     // Back up: the next poll recovers.
     sim.knobs().set_token_fault(TokenFault::None);
-    let (result, _) = finished(exporter.poller.poll_once().await);
+    let (result, _) = exporter.poll().await;
     assert_eq!(result, "success");
     exporter.stop().await;
 }
 
 #[tokio::test]
 async fn invalid_grant_asks_once_per_poll_logs_once_and_keeps_serving() {
-    let sim = simulator(5).await;
-    let dir = tempfile::tempdir().unwrap();
-    let mut flags = sim_flags(&sim, dir.path());
-    flags.extend(["--poll.interval".to_owned(), "1s".into()]);
-    let exporter = Exporter::spawn(&flags);
+    let exporter = TestApp::new()
+        .customers(5)
+        .flag("--poll.interval", "1s")
+        .spawn_binary()
+        .await;
+    let sim = exporter.sim();
     let first = exporter.wait_for_polls(1.0).await;
     let before = after_tax_by_customer(&first);
     sim.knobs().set_token_fault(TokenFault::InvalidGrant);
@@ -247,11 +256,16 @@ async fn invalid_grant_asks_once_per_poll_logs_once_and_keeps_serving() {
 
 #[tokio::test]
 async fn a_hanging_request_is_cut_by_the_timeout() {
-    let (sim, exporter, _dir) = setup(6, &["--poll.timeout", "300ms"]).await;
+    let exporter = TestApp::new()
+        .customers(6)
+        .flag("--poll.timeout", "300ms")
+        .start_in_process()
+        .await;
+    let sim = exporter.sim();
     let victim = sim.customers()[4].id.clone();
     sim.knobs().set_hang(&victim, true);
     let started = Instant::now();
-    let (result, failed) = finished(exporter.poller.poll_once().await);
+    let (result, failed) = exporter.poll().await;
     assert_eq!((result.as_str(), failed), ("partial", 1));
     // 5 tries of 300 ms plus short backoff: the poll was not held up beyond them.
     assert!(started.elapsed() < Duration::from_secs(20));
@@ -275,8 +289,9 @@ async fn a_hanging_request_is_cut_by_the_timeout() {
 
 #[tokio::test]
 async fn a_removed_customer_disappears_at_the_next_poll() {
-    let (sim, exporter, _dir) = setup(6, &[]).await;
-    finished(exporter.poller.poll_once().await);
+    let exporter = TestApp::new().customers(6).start_in_process().await;
+    let sim = exporter.sim();
+    exporter.poll().await;
     let gone = sim.customers()[2].id.clone();
     assert!(exporter
         .metrics()
@@ -284,7 +299,7 @@ async fn a_removed_customer_disappears_at_the_next_poll() {
         .get("partnercenter_customer_info", &[("customer_id", &gone)])
         .is_some());
     assert!(sim.remove_customer(&gone));
-    finished(exporter.poller.poll_once().await);
+    exporter.poll().await;
     let m = exporter.metrics().await;
     assert!(
         !m.text.contains(&gone),
@@ -296,7 +311,12 @@ async fn a_removed_customer_disappears_at_the_next_poll() {
 
 #[tokio::test]
 async fn a_running_poll_is_not_started_twice() {
-    let (sim, exporter, _dir) = setup(4, &["--poll.concurrency", "1"]).await;
+    let exporter = TestApp::new()
+        .customers(4)
+        .flag("--poll.concurrency", "1")
+        .start_in_process()
+        .await;
+    let sim = exporter.sim();
     sim.knobs().set_latency(Duration::from_millis(100));
     let (a, b) = tokio::join!(exporter.poller.poll_once(), async {
         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -310,9 +330,14 @@ async fn a_running_poll_is_not_started_twice() {
 
 #[tokio::test]
 async fn concurrency_is_bounded() {
-    let (sim, exporter, _dir) = setup(30, &["--poll.concurrency", "3"]).await;
+    let exporter = TestApp::new()
+        .customers(30)
+        .flag("--poll.concurrency", "3")
+        .start_in_process()
+        .await;
+    let sim = exporter.sim();
     sim.knobs().set_latency(Duration::from_millis(30));
-    finished(exporter.poller.poll_once().await);
+    exporter.poll().await;
     assert!(
         sim.stats().in_flight_max <= 3,
         "{}",
@@ -329,13 +354,15 @@ async fn concurrency_is_bounded() {
 async fn the_rate_limit_paces_a_poll_of_1000_customers_without_429() {
     // The simulator enforces 6000 requests per minute with a 5-second bucket (500):
     // 1000 unpaced requests would overrun it.
-    let (sim, exporter, _dir) = setup(
-        1000,
-        &["--poll.rate-limit", "6000", "--poll.concurrency", "16"],
-    )
-    .await;
+    let exporter = TestApp::new()
+        .customers(1000)
+        .flag("--poll.rate-limit", "6000")
+        .flag("--poll.concurrency", "16")
+        .start_in_process()
+        .await;
+    let sim = exporter.sim();
     sim.knobs().set_rate_limit(Some(6000));
-    let (result, failed) = finished(exporter.poller.poll_once().await);
+    let (result, failed) = exporter.poll().await;
     assert_eq!((result.as_str(), failed), ("success", 0));
     assert_eq!(sim.stats().throttled, 0);
     assert_eq!(sim.stats().servicecosts, 1000);
@@ -344,10 +371,11 @@ async fn the_rate_limit_paces_a_poll_of_1000_customers_without_429() {
 
 #[tokio::test]
 async fn a_401_after_renewal_is_a_failure_not_a_loop() {
-    let (sim, exporter, _dir) = setup(3, &[]).await;
+    let exporter = TestApp::new().customers(3).start_in_process().await;
+    let sim = exporter.sim();
     let victim = sim.customers()[1].id.clone();
     sim.knobs().set_status(&victim, Some(401));
-    let (result, failed) = finished(exporter.poller.poll_once().await);
+    let (result, failed) = exporter.poll().await;
     assert_eq!((result.as_str(), failed), ("partial", 1));
     let log = sim.request_log();
     let tries = log.iter().filter(|r| r.path.contains(&victim)).count();
@@ -359,7 +387,7 @@ async fn a_401_after_renewal_is_a_failure_not_a_loop() {
             .iter()
             .filter(|r| r.path.contains(&victim))
             .count();
-        finished(exporter.poller.poll_once().await);
+        exporter.poll().await;
         let after = sim
             .request_log()
             .iter()
@@ -372,9 +400,10 @@ async fn a_401_after_renewal_is_a_failure_not_a_loop() {
 
 #[tokio::test]
 async fn a_bom_prefixed_body_is_read() {
-    let (sim, exporter, _dir) = setup(4, &[]).await;
+    let exporter = TestApp::new().customers(4).start_in_process().await;
+    let sim = exporter.sim();
     sim.knobs().set_bom(true);
-    let (result, _) = finished(exporter.poller.poll_once().await);
+    let (result, _) = exporter.poll().await;
     assert_eq!(result, "success");
     let m = exporter.metrics().await;
     assert_eq!(
@@ -390,8 +419,8 @@ async fn a_bom_prefixed_body_is_read() {
 #[tokio::test]
 async fn bad_http_to_our_server_is_refused_per_connection() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let (_sim, exporter, _dir) = setup(2, &[]).await;
-    finished(exporter.poller.poll_once().await);
+    let exporter = TestApp::new().customers(2).start_in_process().await;
+    exporter.poll().await;
     // Idle connections that never send a request do not block others.
     let mut idle = Vec::new();
     for _ in 0..50 {
@@ -432,33 +461,17 @@ async fn bad_http_to_our_server_is_refused_per_connection() {
 
 #[tokio::test]
 async fn a_new_refresh_token_in_the_file_is_used_without_a_restart() {
-    let (sim, exporter, dir) = setup(3, &[]).await;
-    finished(exporter.poller.poll_once().await);
+    let exporter = TestApp::new().customers(3).start_in_process().await;
+    let sim = exporter.sim();
+    exporter.poll().await;
     // Someone else redeems the exporter's refresh token (as a fresh consent would
     // produce a new one), and every older token is revoked.
-    let token_file = dir.path().join("refresh_token");
+    let token_file = exporter.path("refresh_token");
     let current = std::fs::read_to_string(&token_file).unwrap();
-    let creds = sim.credentials();
-    let form = [
-        ("grant_type", "refresh_token"),
-        ("client_id", creds.client_id.as_str()),
-        ("client_secret", creds.client_secret.as_str()),
-        ("refresh_token", current.trim()),
-        ("resource", "https://api.partnercenter.microsoft.com"),
-    ];
-    let answer: serde_json::Value = reqwest::Client::new()
-        .post(format!("{}/{}/oauth2/token", sim.url(), creds.tenant))
-        .form(&form)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let fresh = answer["refresh_token"].as_str().unwrap().to_owned();
+    let fresh = redeem_refresh_token(sim, current.trim()).await;
     sim.revoke_refresh_tokens_except_latest();
     sim.expire_access_tokens();
-    let (result, _) = finished(exporter.poller.poll_once().await);
+    let (result, _) = exporter.poll().await;
     assert_eq!(result, "failure");
     let m = exporter.metrics().await;
     assert_eq!(
@@ -469,8 +482,8 @@ async fn a_new_refresh_token_in_the_file_is_used_without_a_restart() {
         Some(1.0)
     );
     // The operator stores the new token; the next poll signs in with it.
-    secret_file(dir.path(), "refresh_token", &fresh);
-    let (result, _) = finished(exporter.poller.poll_once().await);
+    secret_file(exporter.dir(), "refresh_token", &fresh);
+    let (result, _) = exporter.poll().await;
     assert_eq!(result, "success");
     exporter.stop().await;
 }

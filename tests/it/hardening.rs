@@ -5,14 +5,15 @@
 
 use std::time::{Duration, Instant};
 
+use testkit::{run_to_exit, TestApp};
 use tokio::io::AsyncWriteExt;
 
-use crate::helpers::*;
+use crate::helpers::DOCUMENTED_ID;
 
 #[test]
 fn customer_ids_that_are_not_guids_exit_2_naming_the_flag_or_key() {
     for id in ["not-a-guid", "contoso.onmicrosoft.com"] {
-        let (code, stderr) = run_to_exit(&["--demo", "--customers", id], &[]);
+        let (code, stderr) = run_to_exit(["--demo", "--customers", id], &[]);
         assert_eq!(code, Some(2), "{stderr}");
         assert!(
             stderr.contains("--customers") && stderr.contains(id),
@@ -26,19 +27,18 @@ fn customer_ids_that_are_not_guids_exit_2_naming_the_flag_or_key() {
         "customers:\n  - id: ae1d5b32-f9ff-4252-b2bf-40e21937a51x\n    name: Typo\n",
     )
     .unwrap();
-    let (code, stderr) = run_to_exit(&["--demo", "--config.file", file.to_str().unwrap()], &[]);
+    let (code, stderr) = run_to_exit(["--demo", "--config.file", file.to_str().unwrap()], &[]);
     assert_eq!(code, Some(2), "{stderr}");
     assert!(stderr.contains("customers[0].id"), "{stderr}");
 }
 
 #[tokio::test]
 async fn upper_case_and_repeated_ids_are_one_customer() {
-    let sim = simulator(3).await;
-    let dir = tempfile::tempdir().unwrap();
-    let mut flags = sim_flags(&sim, dir.path());
     let upper = DOCUMENTED_ID.to_ascii_uppercase();
-    flags.extend(["--customers".to_owned(), format!("{upper},{DOCUMENTED_ID}")]);
-    let app = in_process(&flags).await;
+    let app = TestApp::new()
+        .flag("--customers", format!("{upper},{DOCUMENTED_ID}"))
+        .start_in_process()
+        .await;
     app.poller.poll_once().await;
     let m = app.metrics().await;
     assert_eq!(m.count("partnercenter_customer_info"), 1, "{}", m.text);
@@ -52,15 +52,13 @@ async fn upper_case_and_repeated_ids_are_one_customer() {
         ),
         Some(17.22)
     );
-    assert_eq!(sim.stats().servicecosts, 1, "fetched once");
+    assert_eq!(app.sim().stats().servicecosts, 1, "fetched once");
     app.stop().await;
 }
 
 #[tokio::test]
 async fn sighup_is_logged_and_ignored() {
-    let sim = simulator(3).await;
-    let dir = tempfile::tempdir().unwrap();
-    let mut exporter = Exporter::spawn(&sim_flags(&sim, dir.path()));
+    let mut exporter = TestApp::new().spawn_binary().await;
     exporter.wait_for_polls(1.0).await;
     exporter.signal("HUP");
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -74,18 +72,9 @@ async fn sighup_is_logged_and_ignored() {
 
 #[tokio::test]
 async fn a_second_exporter_on_the_same_state_files_refuses_to_start() {
-    let sim = simulator(3).await;
-    let dir = tempfile::tempdir().unwrap();
-    let mut flags = sim_flags(&sim, dir.path());
-    flags.extend([
-        "--poll.cache-file".to_owned(),
-        dir.path().join("cache.json").display().to_string(),
-    ]);
-    let mut first = Exporter::spawn(&flags);
+    let mut first = TestApp::new().cache_file().spawn_binary().await;
     first.wait_for_polls(1.0).await;
-    let mut args: Vec<&str> = vec!["--web.listen-address", "127.0.0.1:0"];
-    args.extend(flags.iter().map(String::as_str));
-    let (code, stderr) = run_to_exit(&args, &[]);
+    let (code, stderr) = run_to_exit(first.command_line(), &[]);
     assert_eq!(code, Some(1), "a supervisor may retry: {stderr}");
     assert!(
         stderr.contains("another exporter") && stderr.contains("refresh_token"),
@@ -95,15 +84,15 @@ async fn a_second_exporter_on_the_same_state_files_refuses_to_start() {
     // The first one is unharmed, and once it is gone the files are free again.
     assert_eq!(first.get("/-/ready").await.0, 200);
     assert_eq!(first.terminate(), Some(0));
-    let mut second = Exporter::spawn(&flags);
+    let mut second = first.stop().spawn_binary().await;
     second.wait_for_polls(1.0).await;
     assert_eq!(second.terminate(), Some(0));
 }
 
 #[tokio::test]
 async fn a_cache_from_beyond_year_9999_is_served_without_panic() {
-    let dir = tempfile::tempdir().unwrap();
-    let cache = dir.path().join("cache.json");
+    let mut app = TestApp::new().customers(1).cache_file();
+    let cache = app.cache_path();
     std::fs::write(
         &cache,
         format!(
@@ -112,11 +101,8 @@ async fn a_cache_from_beyond_year_9999_is_served_without_panic() {
     )
     .unwrap();
     // Azure AD and Partner Center are gone: the cache is all there is.
-    let sim = simulator(1).await;
-    let mut flags = sim_flags(&sim, dir.path());
-    sim.shutdown().await;
-    flags.extend(["--poll.cache-file".to_owned(), cache.display().to_string()]);
-    let exporter = Exporter::spawn(&flags);
+    app.shutdown_simulator().await;
+    let exporter = app.spawn_binary().await;
     let (status, page) = exporter.get("/").await;
     assert_eq!(status, 200, "{}", exporter.logs());
     assert!(
@@ -213,15 +199,15 @@ fn the_logfmt_checker_rejects_what_is_not_logfmt() {
 
 #[tokio::test]
 async fn every_log_line_is_logfmt_at_trace_level() {
-    let sim = simulator(4).await;
-    let dir = tempfile::tempdir().unwrap();
-    let mut flags = sim_flags(&sim, dir.path());
-    flags.extend(["--log.level".to_owned(), "trace".to_owned()]);
-    flags.extend(["--poll.interval".to_owned(), "1s".to_owned()]);
+    let sim = testkit::simulator(4).await;
     // One customer fails, so the warning paths log too.
     let failing = sim.customers()[1].id.clone();
     sim.knobs().set_status(&failing, Some(500));
-    let mut exporter = Exporter::spawn(&flags);
+    let mut exporter = TestApp::with_simulator(sim)
+        .flag("--log.level", "trace")
+        .flag("--poll.interval", "1s")
+        .spawn_binary()
+        .await;
     exporter.wait_for_polls(2.0).await;
     exporter.signal("HUP");
     assert_eq!(exporter.terminate(), Some(0));
@@ -245,12 +231,10 @@ async fn every_log_line_is_logfmt_at_trace_level() {
 
 #[tokio::test]
 async fn accept_encoding_q_values_are_honoured() {
-    let sim = simulator(3).await;
-    let dir = tempfile::tempdir().unwrap();
-    let app = in_process(&sim_flags(&sim, dir.path())).await;
+    let app = TestApp::new().start_in_process().await;
     app.poller.poll_once().await;
     let client = reqwest::Client::new();
-    let url = format!("http://{}/metrics", app.addr);
+    let url = app.url("/metrics");
     for (accept, gzip) in [
         ("gzip", true),
         ("*", true),
@@ -280,7 +264,7 @@ async fn accept_encoding_q_values_are_honoured() {
 #[tokio::test]
 async fn six_hundred_slow_clients_do_not_delay_a_scrape() {
     const SLOW: usize = 600;
-    let exporter = Exporter::spawn(&["--demo".to_owned()]);
+    let exporter = TestApp::demo().spawn_binary().await;
     exporter.wait_for_polls(1.0).await;
     let addr = exporter.addr;
     let stop = tokio_util::sync::CancellationToken::new();

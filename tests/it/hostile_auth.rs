@@ -3,50 +3,16 @@
 //! call, empty or unwritable refresh tokens, and secret files that start with a
 //! UTF-8 byte-order mark.
 
-use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::path::Path;
+use std::time::Duration;
 
-use partnercenter_exporter::simulator::Simulator;
 use serde_json::Value;
-
-use crate::helpers::*;
+use testkit::{redeem_refresh_token, secret_file_bytes, simulator, TestApp, SERVICECOSTS};
 
 const BOM: &[u8] = b"\xEF\xBB\xBF";
 
 fn read_token(path: &Path) -> String {
     std::fs::read_to_string(path).unwrap()
-}
-
-/// Writes `bytes` to `dir/name` with mode 0600.
-fn raw_secret_file(dir: &Path, name: &str, bytes: &[u8]) -> PathBuf {
-    use std::os::unix::fs::PermissionsExt;
-    let path = dir.join(name);
-    std::fs::write(&path, bytes).unwrap();
-    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
-    path
-}
-
-/// Redeems `refresh_token` at the simulator as another client would, and returns
-/// the rotated refresh token it answers with.
-async fn redeem(sim: &Simulator, refresh_token: &str) -> String {
-    let creds = sim.credentials();
-    let form = [
-        ("grant_type", "refresh_token"),
-        ("client_id", creds.client_id.as_str()),
-        ("client_secret", creds.client_secret.as_str()),
-        ("refresh_token", refresh_token),
-        ("resource", "https://api.partnercenter.microsoft.com"),
-    ];
-    let answer: Value = reqwest::Client::new()
-        .post(format!("{}/{}/oauth2/token", sim.url(), creds.tenant))
-        .form(&form)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    answer["refresh_token"].as_str().unwrap().to_owned()
 }
 
 #[tokio::test]
@@ -62,28 +28,20 @@ async fn absurd_token_lifetimes_never_stop_the_poller() {
     for (endpoint, expires_in) in cases {
         let sim = simulator(3).await;
         sim.knobs().set_token_expires_in(Some(expires_in.clone()));
-        let dir = tempfile::tempdir().unwrap();
-        let mut flags = sim_flags(&sim, dir.path());
-        flags.extend(["--auth.endpoint", endpoint, "--poll.interval", "1s"].map(String::from));
-        let exporter = Exporter::spawn(&flags);
+        let exporter = TestApp::with_simulator(sim)
+            .flag("--auth.endpoint", endpoint)
+            .flag("--poll.interval", "1s")
+            .spawn_binary()
+            .await;
         let m = exporter.wait_for_polls(2.0).await;
         let logs = exporter.logs();
         assert!(
-            m.get(
-                "partnercenter_polls_total",
-                &[("collector", "servicecosts"), ("result", "success")]
-            )
-            .unwrap()
-                >= 2.0,
+            m.polls("servicecosts", "success").unwrap() >= 2.0,
             "expires_in {expires_in}: two polls in a row succeed\n{logs}"
         );
         assert_eq!(
             m.sum_of("partnercenter_polls_total", SERVICECOSTS),
-            m.get(
-                "partnercenter_polls_total",
-                &[("collector", "servicecosts"), ("result", "success")]
-            )
-            .unwrap(),
+            m.polls("servicecosts", "success").unwrap(),
             "expires_in {expires_in}\n{logs}"
         );
         assert!(
@@ -91,19 +49,25 @@ async fn absurd_token_lifetimes_never_stop_the_poller() {
             "expires_in {expires_in}\n{logs}"
         );
         // The token lives (a clamped) long enough to serve the second poll too.
-        assert_eq!(sim.stats().token, 1, "expires_in {expires_in}\n{logs}");
+        assert_eq!(
+            exporter.sim().stats().token,
+            1,
+            "expires_in {expires_in}\n{logs}"
+        );
     }
 }
 
 #[tokio::test]
 async fn a_persistent_401_renews_the_token_at_most_once_per_poll() {
-    let (sim, exporter, _dir) = setup(
-        40,
-        &["--poll.concurrency", "8", "--poll.rate-limit", "6000"],
-    )
-    .await;
+    let exporter = TestApp::new()
+        .customers(40)
+        .flag("--poll.concurrency", "8")
+        .flag("--poll.rate-limit", "6000")
+        .start_in_process()
+        .await;
+    let sim = exporter.sim();
     sim.knobs().set_status_all(Some(401));
-    let (result, failed) = finished(exporter.poller.poll_once().await);
+    let (result, failed) = exporter.poll().await;
     assert_eq!((result.as_str(), failed), ("failure", 40));
     let stats = sim.stats();
     // The sign-in for the poll, and one renewal however many customers saw a 401.
@@ -114,13 +78,13 @@ async fn a_persistent_401_renews_the_token_at_most_once_per_poll() {
     );
     assert!(stats.servicecosts <= 80, "{} tries", stats.servicecosts);
     // The next poll may renew once more, no more.
-    let (result, _) = finished(exporter.poller.poll_once().await);
+    let (result, _) = exporter.poll().await;
     assert_eq!(result, "failure");
     let next = sim.stats().token - stats.token;
     assert!(next <= 1, "{next} token requests in the next poll");
     // Partner Center accepts the token again: the poll after that succeeds.
     sim.knobs().set_status_all(None);
-    let (result, failed) = finished(exporter.poller.poll_once().await);
+    let (result, failed) = exporter.poll().await;
     assert_eq!((result.as_str(), failed), ("success", 0));
     exporter.stop().await;
 }
@@ -130,11 +94,12 @@ async fn a_401_to_a_renewed_token_still_renews_in_the_next_poll() {
     // One customer's 401 renews the token; a 401 on that renewed token is final in
     // this poll, but the next poll may renew again (the token may have been revoked
     // meanwhile): rejections never latch for good.
-    let (sim, exporter, _dir) = setup(3, &[]).await;
+    let exporter = TestApp::new().customers(3).start_in_process().await;
+    let sim = exporter.sim();
     let victim = sim.customers()[1].id.clone();
     sim.knobs().set_status(&victim, Some(401));
     for poll in 1..=2u64 {
-        let (result, failed) = finished(exporter.poller.poll_once().await);
+        let (result, failed) = exporter.poll().await;
         assert_eq!((result.as_str(), failed), ("partial", 1));
         assert_eq!(sim.stats().token, 1 + poll, "one renewal in poll {poll}");
     }
@@ -145,13 +110,14 @@ async fn a_401_to_a_renewed_token_still_renews_in_the_next_poll() {
 async fn retry_after_floors_count_against_the_waiting_budget_of_a_call() {
     let sim = simulator(3).await;
     let victim = sim.customers()[0].id.clone();
-    let dir = tempfile::tempdir().unwrap();
-    let mut flags = sim_flags(&sim, dir.path());
-    flags.extend(["--customers".to_owned(), victim.clone()]);
     // fast_backoff(): 4 retries, at most 3 s of waiting per call.
-    let exporter = in_process(&flags).await;
+    let exporter = TestApp::with_simulator(sim)
+        .flag("--customers", &victim)
+        .start_in_process()
+        .await;
+    let sim = exporter.sim();
     sim.knobs().set_throttle_next(10, 2);
-    let (result, failed) = finished(exporter.poller.poll_once().await);
+    let (result, failed) = exporter.poll().await;
     assert_eq!((result.as_str(), failed), ("failure", 1));
     let tries: Vec<_> = sim
         .request_log()
@@ -176,24 +142,18 @@ async fn retry_after_floors_count_against_the_waiting_budget_of_a_call() {
 
 #[tokio::test]
 async fn an_empty_rotated_refresh_token_never_replaces_the_stored_one() {
-    let sim = simulator(3).await;
-    let dir = tempfile::tempdir().unwrap();
-    let flags = sim_flags(&sim, dir.path());
-    let token_file = dir.path().join("refresh_token");
+    let mut app = TestApp::new();
+    app.prepare().await;
+    let token_file = app.path("refresh_token");
     let original = read_token(&token_file);
-    sim.knobs().set_token_refresh_token(Some(String::new()));
-    {
-        let mut exporter = Exporter::spawn(&flags);
+    app.sim()
+        .knobs()
+        .set_token_refresh_token(Some(String::new()));
+    let app = {
+        let mut exporter = app.spawn_binary().await;
         let m = exporter.wait_for_polls(1.0).await;
         let logs = exporter.logs();
-        assert_eq!(
-            m.get(
-                "partnercenter_polls_total",
-                &[("collector", "servicecosts"), ("result", "success")]
-            ),
-            Some(1.0),
-            "{logs}"
-        );
+        assert_eq!(m.polls("servicecosts", "success"), Some(1.0), "{logs}");
         assert_eq!(
             read_token(&token_file),
             original,
@@ -204,27 +164,27 @@ async fn an_empty_rotated_refresh_token_never_replaces_the_stored_one() {
             .find(|l| l.contains("empty refresh token"))
             .unwrap_or_else(|| panic!("no warning:\n{logs}"));
         assert!(warning.contains("level=warn"), "{warning}");
-        for secret in sim.issued_secrets() {
+        for secret in exporter.sim().issued_secrets() {
             assert!(!logs.contains(&secret), "a secret was logged:\n{logs}");
         }
         assert_eq!(exporter.terminate(), Some(0));
-    }
+        exporter.stop()
+    };
     // Blanks are no better than nothing.
-    sim.knobs().set_token_refresh_token(Some(" \t ".to_owned()));
-    let exporter = in_process(&flags).await;
-    let (result, _) = finished(exporter.poller.poll_once().await);
+    app.sim()
+        .knobs()
+        .set_token_refresh_token(Some(" \t ".to_owned()));
+    let exporter = app.start_in_process().await;
+    let (result, _) = exporter.poll().await;
     assert_eq!(result, "success");
     assert_eq!(read_token(&token_file), original);
-    exporter.stop().await;
+    let app = exporter.stop().await;
     // A restart on the file signs in, and real rotated tokens are saved again.
-    sim.knobs().set_token_refresh_token(None);
-    let exporter = Exporter::spawn(&flags);
+    app.sim().knobs().set_token_refresh_token(None);
+    let exporter = app.spawn_binary().await;
     let m = exporter.wait_for_polls(1.0).await;
     assert_eq!(
-        m.get(
-            "partnercenter_polls_total",
-            &[("collector", "servicecosts"), ("result", "success")]
-        ),
+        m.polls("servicecosts", "success"),
         Some(1.0),
         "{}",
         exporter.logs()
@@ -235,12 +195,13 @@ async fn an_empty_rotated_refresh_token_never_replaces_the_stored_one() {
 
 #[tokio::test]
 async fn a_refresh_token_that_cannot_be_saved_is_counted_and_logged_with_its_path() {
-    let sim = simulator(2).await;
-    let dir = tempfile::tempdir().unwrap();
-    let mut flags = sim_flags(&sim, dir.path());
-    flags.extend(["--poll.interval".to_owned(), "1s".into()]);
-    let token_file = dir.path().join("refresh_token");
-    let exporter = Exporter::spawn(&flags);
+    let exporter = TestApp::new()
+        .customers(2)
+        .flag("--poll.interval", "1s")
+        .spawn_binary()
+        .await;
+    let sim = exporter.sim();
+    let token_file = exporter.path("refresh_token");
     let m = exporter.wait_for_polls(1.0).await;
     assert_eq!(
         m.get("partnercenter_refresh_token_persist_failures_total", &[]),
@@ -253,19 +214,11 @@ async fn a_refresh_token_that_cannot_be_saved_is_counted_and_logged_with_its_pat
     std::fs::write(token_file.join("keep"), "x").unwrap();
     // The next poll has to sign in again, and gets a rotated refresh token.
     sim.expire_access_tokens();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let m = loop {
-        let m = exporter.metrics().await;
-        if m.get("partnercenter_refresh_token_persist_failures_total", &[]) >= Some(1.0) {
-            break m;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no persist failure counted; logs:\n{}",
-            exporter.logs()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    let m = exporter
+        .wait_for_metrics("a persist failure counted", Duration::from_secs(30), |m| {
+            m.get("partnercenter_refresh_token_persist_failures_total", &[]) >= Some(1.0)
+        })
+        .await;
     let logs = exporter.logs();
     let line = logs
         .lines()
@@ -283,40 +236,34 @@ async fn a_refresh_token_that_cannot_be_saved_is_counted_and_logged_with_its_pat
     // The token in memory keeps the exporter signed in.
     let polls = m.sum_of("partnercenter_polls_total", SERVICECOSTS);
     let m = exporter.wait_for_polls(polls + 1.0).await;
-    assert_eq!(
-        m.get(
-            "partnercenter_polls_total",
-            &[("collector", "servicecosts"), ("result", "failure")]
-        ),
-        Some(0.0)
-    );
+    assert_eq!(m.polls("servicecosts", "failure"), Some(0.0));
 }
 
 #[tokio::test]
 async fn secret_files_starting_with_a_byte_order_mark_sign_in() {
     let sim = simulator(2).await;
     let creds = sim.credentials();
-    let dir = tempfile::tempdir().unwrap();
+    let app = TestApp::with_simulator(sim);
     let with_bom = |value: &str| [BOM, value.as_bytes(), b"\r\n"].concat();
-    raw_secret_file(dir.path(), "refresh_token", &with_bom(&creds.refresh_token));
-    let flags = sim_flags(&sim, dir.path());
-    raw_secret_file(dir.path(), "client_secret", &with_bom(&creds.client_secret));
-    let exporter = in_process(&flags).await;
-    let (result, failed) = finished(exporter.poller.poll_once().await);
+    secret_file_bytes(app.dir(), "refresh_token", &with_bom(&creds.refresh_token));
+    secret_file_bytes(app.dir(), "client_secret", &with_bom(&creds.client_secret));
+    let exporter = app.start_in_process().await;
+    let sim = exporter.sim();
+    let (result, failed) = exporter.poll().await;
     assert_eq!((result.as_str(), failed), ("success", 0));
     let m = exporter.metrics().await;
     assert_eq!(m.sum("partnercenter_auth_failures_total"), 0.0);
 
     // After a refusal the file is read again: a new token saved with a BOM (as an
     // editor on Windows would) is used by the next poll.
-    let token_file = dir.path().join("refresh_token");
-    let fresh = redeem(&sim, read_token(&token_file).trim()).await;
+    let token_file = exporter.path("refresh_token");
+    let fresh = redeem_refresh_token(sim, read_token(&token_file).trim()).await;
     sim.revoke_refresh_tokens_except_latest();
     sim.expire_access_tokens();
-    let (result, _) = finished(exporter.poller.poll_once().await);
+    let (result, _) = exporter.poll().await;
     assert_eq!(result, "failure");
-    raw_secret_file(dir.path(), "refresh_token", &with_bom(&fresh));
-    let (result, failed) = finished(exporter.poller.poll_once().await);
+    secret_file_bytes(exporter.dir(), "refresh_token", &with_bom(&fresh));
+    let (result, failed) = exporter.poll().await;
     assert_eq!((result.as_str(), failed), ("success", 0));
     exporter.stop().await;
 }

@@ -6,9 +6,10 @@
 use std::collections::HashSet;
 
 use partnercenter_exporter::collectors::PollOutcome;
-use partnercenter_exporter::simulator::Simulator;
+use partnercenter_exporter::simulator::{SimCustomer, Simulator};
+use testkit::{field, simulator, Metrics, TestApp, SERVICECOSTS};
 
-use crate::helpers::*;
+use crate::helpers::{cached_customers, DOCUMENTED_ID};
 
 fn finished_counts(outcome: PollOutcome) -> (String, usize, usize) {
     match outcome {
@@ -72,7 +73,8 @@ fn costs_body(details: &[(&str, &str, f64, f64, &str, &str)]) -> String {
 
 #[tokio::test]
 async fn duplicate_details_and_currencies_give_one_sample_per_series() {
-    let (sim, exporter, _dir) = setup(6, &[]).await;
+    let exporter = TestApp::new().customers(6).start_in_process().await;
+    let sim = exporter.sim();
     let victim = sim.customers()[2].id.clone();
     sim.knobs().set_service_costs_body(
         &victim,
@@ -183,7 +185,8 @@ async fn duplicate_details_and_currencies_give_one_sample_per_series() {
 
 #[tokio::test]
 async fn dates_with_offsets_before_1970_or_none_are_read() {
-    let (sim, exporter, _dir) = setup(4, &[]).await;
+    let exporter = TestApp::new().customers(4).start_in_process().await;
+    let sim = exporter.sim();
     let victim = sim.customers()[1].id.clone();
     sim.knobs().set_service_costs_body(
         &victim,
@@ -243,43 +246,33 @@ async fn dates_with_offsets_before_1970_or_none_are_read() {
 }
 
 /// Runs the binary once on a fresh cache file, then applies `fault` and runs it
-/// again on that cache until its first poll has finished. Returns the simulator,
-/// the metrics of both runs, and the second run's logs.
+/// again on that cache until its first poll has finished. Returns the setup (with
+/// the simulator), the metrics of both runs, and the second run's logs.
 async fn restart_into_fault(
     customers: usize,
     fault: impl FnOnce(&Simulator),
-) -> (Simulator, Metrics, Metrics, String) {
+) -> (TestApp, Metrics, Metrics, String) {
     let sim = simulator(customers).await;
     sim.knobs().set_page_size_cap(5);
-    let dir = tempfile::tempdir().unwrap();
-    let cache = dir.path().join("snapshot.json");
-    let mut flags = sim_flags(&sim, dir.path());
-    flags.extend(["--poll.cache-file".to_owned(), cache.display().to_string()]);
-    let before = {
-        let mut exporter = Exporter::spawn(&flags);
-        let m = exporter.wait_for_polls(1.0).await;
-        assert_eq!(exporter.terminate(), Some(0));
-        m
-    };
-    fault(&sim);
-    let mut exporter = Exporter::spawn(&flags);
+    let mut exporter = TestApp::with_simulator(sim)
+        .cache_file()
+        .spawn_binary()
+        .await;
+    let before = exporter.wait_for_polls(1.0).await;
+    assert_eq!(exporter.terminate(), Some(0));
+    let app = exporter.stop();
+    fault(app.sim());
+    let mut exporter = app.spawn_binary().await;
     let after = exporter.wait_for_polls(1.0).await;
     assert_eq!(exporter.terminate(), Some(0));
     let logs = exporter.logs();
-    (sim, before, after, logs)
+    (exporter.stop(), before, after, logs)
 }
 
 /// The second run's poll failed and served the first run's data, every customer
 /// marked failed.
 fn assert_failed_and_kept(before: &Metrics, after: &Metrics, customers: usize, logs: &str) {
-    assert_eq!(
-        after.get(
-            "partnercenter_polls_total",
-            &[("collector", "servicecosts"), ("result", "failure")]
-        ),
-        Some(1.0),
-        "{logs}"
-    );
+    assert_eq!(after.polls("servicecosts", "failure"), Some(1.0), "{logs}");
     assert_eq!(after.count("partnercenter_customer_info"), customers);
     assert_eq!(after.sum("partnercenter_customer_fetch_success"), 0.0);
     let money = |m: &Metrics| -> Vec<String> {
@@ -310,7 +303,7 @@ async fn discovery_counts_each_customer_once_in_lower_case_and_skips_broken_item
     let customers = sim.customers();
     // One customer listed with its id in upper case.
     let shouting = customers[3].clone();
-    sim.add_customer(partnercenter_exporter::simulator::SimCustomer {
+    sim.add_customer(SimCustomer {
         id: shouting.id.to_ascii_uppercase(),
         ..shouting.clone()
     });
@@ -325,20 +318,16 @@ async fn discovery_counts_each_customer_once_in_lower_case_and_skips_broken_item
         serde_json::json!({"id": 42}),
         serde_json::json!({"id": "contoso.onmicrosoft.com"}),
     ]);
-    let dir = tempfile::tempdir().unwrap();
-    let exporter = Exporter::spawn(&sim_flags(&sim, dir.path()));
+    let exporter = TestApp::with_simulator(sim).spawn_binary().await;
     let m = exporter.wait_for_polls(1.0).await;
     let logs = exporter.logs();
 
     assert_eq!(
-        m.get(
-            "partnercenter_polls_total",
-            &[("collector", "servicecosts"), ("result", "partial")]
-        ),
+        m.polls("servicecosts", "partial"),
         Some(1.0),
         "the junk did not fail discovery: {logs}"
     );
-    let stats = sim.stats();
+    let stats = exporter.sim().stats();
     assert_eq!(stats.customers, 3);
     assert_eq!(stats.servicecosts, 12, "each customer fetched once");
     let logged: Vec<&str> = logs
@@ -410,12 +399,13 @@ async fn discovery_counts_each_customer_once_in_lower_case_and_skips_broken_item
 
 #[tokio::test]
 async fn an_empty_customer_list_after_a_full_one_is_a_failed_discovery() {
-    let sim = simulator(5).await;
-    let dir = tempfile::tempdir().unwrap();
-    let cache = dir.path().join("snapshot.json");
-    let mut flags = sim_flags(&sim, dir.path());
-    flags.extend(["--poll.cache-file".to_owned(), cache.display().to_string()]);
-    let exporter = in_process(&flags).await;
+    let exporter = TestApp::new()
+        .customers(5)
+        .cache_file()
+        .start_in_process()
+        .await;
+    let sim = exporter.sim();
+    let cache = exporter.cache_path();
     assert_eq!(
         finished_counts(exporter.poller.poll_once().await),
         ("success".to_owned(), 5, 0)
@@ -432,13 +422,7 @@ async fn an_empty_customer_list_after_a_full_one_is_a_failed_discovery() {
     assert_eq!(sim.stats().servicecosts, servicecosts);
     let after = exporter.metrics().await;
     assert_failed_and_kept(&before, &after, 5, "");
-    assert_eq!(
-        after.get(
-            "partnercenter_polls_total",
-            &[("collector", "servicecosts"), ("result", "success")]
-        ),
-        Some(1.0)
-    );
+    assert_eq!(after.polls("servicecosts", "success"), Some(1.0));
     // The cache still holds every customer.
     assert_eq!(cached_customers(&cache).unwrap(), Some(5));
     exporter.stop().await;
@@ -446,7 +430,8 @@ async fn an_empty_customer_list_after_a_full_one_is_a_failed_discovery() {
 
 #[tokio::test]
 async fn an_empty_customer_list_with_nothing_known_is_a_success() {
-    let (sim, exporter, _dir) = setup(0, &[]).await;
+    let exporter = TestApp::new().customers(0).start_in_process().await;
+    let sim = exporter.sim();
     assert_eq!(
         finished_counts(exporter.poller.poll_once().await),
         ("success".to_owned(), 0, 0)
@@ -467,20 +452,14 @@ async fn an_empty_customer_list_with_nothing_known_is_a_success() {
 
 #[tokio::test]
 async fn an_empty_customer_list_after_a_restart_logs_one_line() {
-    let (_sim, before, after, logs) = restart_into_fault(7, |sim| {
+    let (_app, before, after, logs) = restart_into_fault(7, |sim| {
         for c in sim.customers() {
             sim.remove_customer(&c.id);
         }
     })
     .await;
     assert_failed_and_kept(&before, &after, 7, &logs);
-    assert_eq!(
-        after.get(
-            "partnercenter_polls_total",
-            &[("collector", "servicecosts"), ("result", "success")]
-        ),
-        Some(0.0)
-    );
+    assert_eq!(after.polls("servicecosts", "success"), Some(0.0));
     let lines: Vec<&str> = logs
         .lines()
         .filter(|l| l.contains("listed no customers"))
@@ -491,7 +470,8 @@ async fn an_empty_customer_list_after_a_restart_logs_one_line() {
 
 #[tokio::test]
 async fn a_customer_list_that_loops_fails_discovery_at_once() {
-    let (sim, exporter, _dir) = setup(12, &[]).await;
+    let exporter = TestApp::new().customers(12).start_in_process().await;
+    let sim = exporter.sim();
     sim.knobs().set_page_size_cap(5);
     assert_eq!(
         finished_counts(exporter.poller.poll_once().await),
@@ -524,16 +504,11 @@ async fn a_customer_list_that_loops_fails_discovery_at_once() {
 
 #[tokio::test]
 async fn a_customer_list_that_loops_logs_one_paging_line() {
-    let (sim, before, after, logs) =
+    let (app, before, after, logs) =
         restart_into_fault(12, |sim| sim.knobs().set_looping_customer_pages(true)).await;
+    let sim = app.sim();
     assert_failed_and_kept(&before, &after, 12, &logs);
-    assert_eq!(
-        after.get(
-            "partnercenter_polls_total",
-            &[("collector", "servicecosts"), ("result", "success")]
-        ),
-        Some(0.0)
-    );
+    assert_eq!(after.polls("servicecosts", "success"), Some(0.0));
     // Three pages for the first run, at most three for the second.
     assert!(sim.stats().customers <= 3 + 3, "{:?}", sim.stats());
     let lines: Vec<&str> = logs.lines().filter(|l| l.contains("kind=paging")).collect();

@@ -2,48 +2,23 @@
 //! with real clients (reqwest with rustls, and a real Prometheus server); untrusted
 //! customer names from Partner Center.
 
-use std::sync::Arc;
-
 use partnercenter_exporter::simulator::{SimCosts, SimCustomer, SimDetail};
-use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, SanType};
+use testkit::certs::{client_config, dns, ip, Ca, Leaf};
+use testkit::{promtool_check_metrics, run_to_exit, simulator, Prometheus, TestApp};
 
-use crate::helpers::*;
-
+/// A CA, the exporter's certificate (for 127.0.0.1) and Prometheus's client
+/// certificate, both issued by it.
 struct Pki {
-    ca_pem: String,
-    server_pem: String,
-    server_key: String,
-    client_pem: String,
-    client_key: String,
+    ca: Ca,
+    server: Leaf,
+    client: Leaf,
 }
 
 fn pki() -> Pki {
-    let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca.distinguished_name.push(DnType::CommonName, "test CA");
-    let ca_key = KeyPair::generate().unwrap();
-    let ca_cert = ca.self_signed(&ca_key).unwrap();
-    let issuer = Issuer::new(ca, ca_key);
-    let leaf = |san: SanType, cn: &str| {
-        let mut p = CertificateParams::default();
-        p.subject_alt_names = vec![san];
-        p.distinguished_name.push(DnType::CommonName, cn);
-        let key = KeyPair::generate().unwrap();
-        let cert = p.signed_by(&key, &issuer).unwrap();
-        (cert.pem(), key.serialize_pem())
-    };
-    let (server_pem, server_key) = leaf(SanType::IpAddress([127, 0, 0, 1].into()), "exporter");
-    let (client_pem, client_key) = leaf(
-        SanType::DnsName("prometheus".try_into().unwrap()),
-        "prometheus",
-    );
-    Pki {
-        ca_pem: ca_cert.pem(),
-        server_pem,
-        server_key,
-        client_pem,
-        client_key,
-    }
+    let ca = Ca::new("test CA");
+    let server = ca.leaf(vec![ip([127, 0, 0, 1])]);
+    let client = ca.leaf(vec![dns("prometheus")]);
+    Pki { ca, server, client }
 }
 
 const USER: &str = "prometheus";
@@ -52,11 +27,11 @@ const PASSWORD: &str = "correct horse battery staple";
 /// Writes the PKI files and a web config; returns the web config path.
 fn web_config(dir: &std::path::Path, pki: &Pki, client_auth: &str) -> String {
     for (name, contents) in [
-        ("ca.crt", &pki.ca_pem),
-        ("server.crt", &pki.server_pem),
-        ("server.key", &pki.server_key),
-        ("client.crt", &pki.client_pem),
-        ("client.key", &pki.client_key),
+        ("ca.crt", &pki.ca.pem),
+        ("server.crt", &pki.server.pem),
+        ("server.key", &pki.server.key_pem),
+        ("client.crt", &pki.client.pem),
+        ("client.key", &pki.client.key_pem),
     ] {
         std::fs::write(dir.join(name), contents).unwrap();
     }
@@ -73,28 +48,8 @@ fn web_config(dir: &std::path::Path, pki: &Pki, client_auth: &str) -> String {
 }
 
 fn tls_client(pki: &Pki, with_client_cert: bool) -> reqwest::Client {
-    use rustls::pki_types::pem::PemObject;
-    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-    let mut roots = rustls::RootCertStore::empty();
-    roots
-        .add(CertificateDer::from_pem_slice(pki.ca_pem.as_bytes()).unwrap())
-        .unwrap();
-    let builder = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .unwrap()
-    .with_root_certificates(roots);
-    let config = if with_client_cert {
-        builder
-            .with_client_auth_cert(
-                vec![CertificateDer::from_pem_slice(pki.client_pem.as_bytes()).unwrap()],
-                PrivateKeyDer::from_pem_slice(pki.client_key.as_bytes()).unwrap(),
-            )
-            .unwrap()
-    } else {
-        builder.with_no_client_auth()
-    };
+    let client_cert = with_client_cert.then_some(&pki.client);
+    let config = client_config(&pki.ca, rustls::DEFAULT_VERSIONS, client_cert);
     reqwest::Client::builder()
         .tls_backend_preconfigured(config)
         .build()
@@ -103,11 +58,10 @@ fn tls_client(pki: &Pki, with_client_cert: bool) -> reqwest::Client {
 
 #[tokio::test]
 async fn https_with_basic_auth_is_scraped_by_a_real_prometheus() {
-    init();
-    let dir = tempfile::tempdir().unwrap();
+    let app = TestApp::demo();
     let pki = pki();
-    let web = web_config(dir.path(), &pki, "VerifyClientCertIfGiven");
-    let exporter = Exporter::spawn(&["--demo".to_owned(), "--web.config.file".into(), web]);
+    let web = web_config(app.dir(), &pki, "VerifyClientCertIfGiven");
+    let exporter = app.flag("--web.config.file", web).spawn_binary().await;
     let url = format!("https://{}/metrics", exporter.addr);
     let client = tls_client(&pki, false);
 
@@ -156,7 +110,7 @@ async fn https_with_basic_auth_is_scraped_by_a_real_prometheus() {
 
     let prometheus = Prometheus::start(&format!(
         "  - job_name: partnercenter\n    scheme: https\n    tls_config:\n      ca_file: {ca}\n    basic_auth:\n      username: {USER}\n      password: {PASSWORD}\n    static_configs:\n      - targets: ['{addr}']\n  - job_name: partnercenter-wrong-password\n    scheme: https\n    tls_config:\n      ca_file: {ca}\n    basic_auth:\n      username: {USER}\n      password: wrong\n    static_configs:\n      - targets: ['{addr}']\n",
-        ca = dir.path().join("ca.crt").display(),
+        ca = exporter.path("ca.crt").display(),
         addr = exporter.addr,
     ))
     .await;
@@ -175,11 +129,10 @@ async fn https_with_basic_auth_is_scraped_by_a_real_prometheus() {
 
 #[tokio::test]
 async fn a_required_client_certificate_is_enforced() {
-    init();
-    let dir = tempfile::tempdir().unwrap();
+    let app = TestApp::demo();
     let pki = pki();
-    let web = web_config(dir.path(), &pki, "RequireAndVerifyClientCert");
-    let exporter = Exporter::spawn(&["--demo".to_owned(), "--web.config.file".into(), web]);
+    let web = web_config(app.dir(), &pki, "RequireAndVerifyClientCert");
+    let exporter = app.flag("--web.config.file", web).spawn_binary().await;
     let url = format!("https://{}/-/healthy", exporter.addr);
     let without = tls_client(&pki, false)
         .get(&url)
@@ -208,17 +161,11 @@ fn an_invalid_web_config_stops_the_exporter_with_exit_2() {
         "tls_server_config:\n  cert_file: missing.crt\n  key_file: missing.key\n",
     )
     .unwrap();
-    let (code, stderr) = run_to_exit(
-        &["--demo", "--web.config.file", path.to_str().unwrap()],
-        &[],
-    );
+    let (code, stderr) = run_to_exit(["--demo", "--web.config.file", path.to_str().unwrap()], &[]);
     assert_eq!(code, Some(2), "{stderr}");
     assert!(stderr.contains("cert_file"), "{stderr}");
     std::fs::write(&path, "basic_auth_users:\n  alice: not-a-bcrypt-hash\n").unwrap();
-    let (code, stderr) = run_to_exit(
-        &["--demo", "--web.config.file", path.to_str().unwrap()],
-        &[],
-    );
+    let (code, stderr) = run_to_exit(["--demo", "--web.config.file", path.to_str().unwrap()], &[]);
     assert_eq!(code, Some(2), "{stderr}");
     assert!(stderr.contains("basic_auth_users"), "{stderr}");
 }
@@ -240,8 +187,7 @@ async fn untrusted_customer_names_are_escaped_everywhere() {
             billing_end: "2026-11-30T23:59:59.9999999Z".into(),
         }]),
     });
-    let dir = tempfile::tempdir().unwrap();
-    let exporter = Exporter::spawn(&sim_flags(&sim, dir.path()));
+    let exporter = TestApp::with_simulator(sim).spawn_binary().await;
     let m = exporter.wait_for_polls(1.0).await;
     assert_eq!(
         m.get(

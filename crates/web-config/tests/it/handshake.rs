@@ -4,41 +4,27 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use rcgen::SanType;
-use rustls::pki_types::{CertificateDer, PrivatePkcs8KeyDer, ServerName};
-use rustls::{RootCertStore, SupportedProtocolVersion};
+use rustls::pki_types::{CertificateDer, ServerName};
+use rustls::SupportedProtocolVersion;
+use testkit::certs::{self, dns, Ca, Leaf, SanType};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::TlsConnector;
 use web_config::TlsAcceptorSource;
 
-use crate::pki::{dns, Ca, Fixture, Leaf};
+use crate::pki::Fixture;
 
 /// Longer than the acceptor's one-second interval between looks at the files.
 const RELOAD_WAIT: Duration = Duration::from_millis(1200);
 
+/// A client that trusts `ca`, speaks `versions`, offers h2 and http/1.1 (the
+/// acceptor must pick http/1.1) and presents `client_cert` when given.
 fn client_config(
     ca: &Ca,
     versions: &[&'static SupportedProtocolVersion],
     client_cert: Option<&Leaf>,
 ) -> rustls::ClientConfig {
-    let mut roots = RootCertStore::empty();
-    roots.add(ca.der.clone()).unwrap();
-    let builder = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_protocol_versions(versions)
-    .unwrap()
-    .with_root_certificates(roots);
-    let mut config = match client_cert {
-        Some(leaf) => builder
-            .with_client_auth_cert(
-                vec![leaf.der.clone()],
-                PrivatePkcs8KeyDer::from(leaf.key_der.clone()).into(),
-            )
-            .unwrap(),
-        None => builder.with_no_client_auth(),
-    };
+    let mut config = certs::client_config(ca, versions, client_cert);
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     config
 }

@@ -1,65 +1,11 @@
-//! A throw-away PKI (a CA and leaves issued by it) and a directory holding the
-//! server's files and a web config, for the tests that make real handshakes.
+//! A directory holding the server's files (a certificate issued by a throw-away
+//! CA of the testkit) and a web config, for the tests that make real handshakes.
 
 use std::path::PathBuf;
 
-use rcgen::{
-    BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose, SanType,
-};
-use rustls_pki_types::CertificateDer;
 use tempfile::TempDir;
+use testkit::certs::{dns, Ca, Leaf};
 use web_config::{TlsAcceptorSource, WebConfig, WebConfigError};
-
-pub struct Ca {
-    pub der: CertificateDer<'static>,
-    pub pem: String,
-    issuer: Issuer<'static, KeyPair>,
-}
-
-pub struct Leaf {
-    pub der: CertificateDer<'static>,
-    pub pem: String,
-    pub key_pem: String,
-    pub key_der: Vec<u8>,
-}
-
-impl Ca {
-    pub fn new(name: &str) -> Ca {
-        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
-        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        params.distinguished_name.push(DnType::CommonName, name);
-        params.key_usages = vec![
-            KeyUsagePurpose::KeyCertSign,
-            KeyUsagePurpose::CrlSign,
-            KeyUsagePurpose::DigitalSignature,
-        ];
-        let key = KeyPair::generate().unwrap();
-        let cert = params.self_signed(&key).unwrap();
-        Ca {
-            der: cert.der().clone(),
-            pem: cert.pem(),
-            issuer: Issuer::new(params, key),
-        }
-    }
-
-    pub fn leaf(&self, sans: Vec<SanType>) -> Leaf {
-        let mut params = CertificateParams::default();
-        params.subject_alt_names = sans;
-        params.distinguished_name.push(DnType::CommonName, "leaf");
-        let key = KeyPair::generate().unwrap();
-        let cert = params.signed_by(&key, &self.issuer).unwrap();
-        Leaf {
-            der: cert.der().clone(),
-            pem: cert.pem(),
-            key_pem: key.serialize_pem(),
-            key_der: key.serialize_der(),
-        }
-    }
-}
-
-pub fn dns(name: &str) -> SanType {
-    SanType::DnsName(name.try_into().unwrap())
-}
 
 /// A directory with `server.crt`, `server.key` (for localhost, issued by `ca`),
 /// `ca.crt`, and a web config file written by `load`.

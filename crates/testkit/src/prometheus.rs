@@ -1,0 +1,129 @@
+//! A real Prometheus: the server (Debian's `prometheus` package) scraping what a
+//! test serves, and `promtool check metrics` on an exposition.
+
+use std::io::Write;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::host::{find_on_path, free_port};
+
+/// A Prometheus server on a free loopback port, with a generated configuration
+/// and a temporary data directory; killed on drop.
+pub struct Prometheus {
+    child: Child,
+    pub url: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Prometheus {
+    /// Starts Prometheus with `scrape_configs` (YAML list items, already indented
+    /// by two spaces) and a 1 s scrape interval, and waits until it is ready (at
+    /// most 30 s).
+    pub async fn start(scrape_configs: &str) -> Prometheus {
+        crate::install_crypto_provider();
+        let binary = find_on_path("prometheus")
+            .expect("the prometheus server is required (scripts/test.sh installs Debian's prometheus package)");
+        let dir = tempfile::tempdir().unwrap();
+        let config = dir.path().join("prometheus.yml");
+        std::fs::write(
+            &config,
+            format!("global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\nscrape_configs:\n{scrape_configs}"),
+        )
+        .unwrap();
+        let port = free_port();
+        let child = Command::new(binary)
+            .arg(format!("--config.file={}", config.display()))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                dir.path().join("data").display()
+            ))
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .arg("--log.level=warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("prometheus starts");
+        let p = Prometheus {
+            child,
+            url: format!("http://127.0.0.1:{port}"),
+            _dir: dir,
+        };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Ok(r) = reqwest::get(format!("{}/-/ready", p.url)).await {
+                if r.status().is_success() {
+                    return p;
+                }
+            }
+            assert!(Instant::now() < deadline, "prometheus did not become ready");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// An instant query; the `data.result` array.
+    pub async fn query(&self, expr: &str) -> Vec<Value> {
+        let request = reqwest::Client::new()
+            .get(format!("{}/api/v1/query", self.url))
+            .query(&[("query", expr)]);
+        let r = crate::send_for_json(request).await;
+        assert_eq!(r["status"], "success", "{expr}: {r}");
+        r["data"]["result"].as_array().cloned().unwrap_or_default()
+    }
+
+    /// Waits until `expr` returns a sample with value `want` (at most 30 s).
+    pub async fn wait_for(&self, expr: &str, want: &str) -> Vec<Value> {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let result = self.query(expr).await;
+            if result.iter().any(|s| s["value"][1] == want) {
+                return result;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{expr} never returned {want}: {result:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    }
+}
+
+impl Drop for Prometheus {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Runs `promtool check metrics` on an exposition; panics if it fails, returns its
+/// remarks (lint findings) otherwise.
+pub fn promtool_check_metrics(text: &str) -> String {
+    let promtool = find_on_path("promtool")
+        .expect("promtool is required (scripts/test.sh installs Debian's prometheus package)");
+    let mut child = Command::new(promtool)
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let report = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.status.success(),
+        "promtool check metrics failed:\n{report}"
+    );
+    report
+}
