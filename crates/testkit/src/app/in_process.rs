@@ -22,6 +22,8 @@ pub struct InProcess {
     pub poller: Arc<dyn Runner>,
     /// The usage collector's scheduler, if enabled.
     pub usage: Option<Arc<dyn Runner>>,
+    /// Every enabled collector's scheduler.
+    collectors: Vec<Arc<dyn Runner>>,
     shutdown: CancellationToken,
     task: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
 }
@@ -61,15 +63,29 @@ impl InProcess {
             .collector("servicecosts")
             .expect("servicecosts is enabled");
         let usage = app.collector("usage");
+        let collectors = partnercenter_exporter::collectors::COLLECTORS
+            .iter()
+            .filter_map(|c| app.collector(c.name))
+            .collect();
         let shutdown = CancellationToken::new();
         let task = tokio::spawn(app.serve_only(shutdown.clone()));
         InProcess {
             addr,
             poller,
             usage,
+            collectors,
             shutdown,
             task: Some(task),
         }
+    }
+
+    /// The scheduler of the collector `name`; panics if it is not enabled.
+    pub fn collector(&self, name: &str) -> Arc<dyn Runner> {
+        self.collectors
+            .iter()
+            .find(|c| c.name() == name)
+            .cloned()
+            .unwrap_or_else(|| panic!("the {name} collector is not enabled"))
     }
 
     /// One service-costs run: its result and number of failed customers.
