@@ -4,7 +4,9 @@
 //! with that setup, which it gives back when stopped so that the next exporter can
 //! start on the same simulator and files (restarts, a second instance).
 //!
-//! ```ignore
+//! ```no_run
+//! # async fn example() {
+//! use testkit::TestApp;
 //! let app = TestApp::new()
 //!     .customers(20)
 //!     .flag("--poll.interval", "1s")
@@ -12,6 +14,8 @@
 //!     .await;
 //! let m = app.wait_for_polls(1.0).await;
 //! assert_eq!(app.sim().stats().customers, 1);
+//! # let _ = m;
+//! # }
 //! ```
 
 mod binary;
