@@ -43,9 +43,14 @@ impl Exporter {
     }
 
     pub fn polls_finished(&self) -> usize {
-        self.app.count_log_lines(|l| {
-            l.contains("msg=\"run finished\"") && l.contains("collector=servicecosts")
-        })
+        self.runs_finished("servicecosts")
+    }
+
+    /// Runs of `collector` finished, from the log.
+    pub fn runs_finished(&self, collector: &str) -> usize {
+        let field = format!("collector={collector}");
+        self.app
+            .count_log_lines(|l| l.contains("msg=\"run finished\"") && l.contains(&field))
     }
 
     /// Waits, from the log (a scrape of 10,000 customers is not free), until `n`

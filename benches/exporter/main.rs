@@ -37,6 +37,9 @@
 //! 4. **Memory by size**: phase 1's workload at 100 and 1,000 customers.
 //! 5. **Soak**: `--soak-polls` back-to-back polls at full speed while 8 clients
 //!    scrape without pause (plain and gzip): the peak RSS must not creep up.
+//! 6. **Line items**: every collector on, `lineitems` too, 5 subscriptions per
+//!    customer, no rate limit: the exposition's size and series after the first
+//!    line-items run, idle scrapes plain and gzip, and the peak RSS.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -56,7 +59,7 @@ use serde_json::json;
 use crate::exporter::Launcher;
 use crate::nginx::find_nginx;
 use crate::opts::{parse_args, started_by_cargo_test, Opts};
-use crate::phases::{idle_phase, memory_run, poll_phase, soak_run, sweep_run};
+use crate::phases::{idle_phase, line_items_phase, memory_run, poll_phase, soak_run, sweep_run};
 use crate::report::{loadavg, machine, Results};
 
 /// Concurrent scrapers, each with its own keep-alive connection.
@@ -133,6 +136,10 @@ async fn run(opts: Opts) {
             opts.soak_polls
         );
         results.soak = soak_run(&launcher, &sim, opts.soak_polls).await;
+    }
+    if phase(6) {
+        eprintln!("phase 6: line items ({n} customers x 5 subscriptions, no rate limit)");
+        results.line_items = Some(line_items_phase(&launcher, &sim, &opts).await);
     }
     drop(sim);
     if phase(3) {

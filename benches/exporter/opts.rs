@@ -12,7 +12,7 @@ const USAGE: &str = "usage: cargo bench --bench exporter -- [--customers N] [--r
   --scrapes N          scrapes per scraper and run, 8 scrapers (default 40)
   --soak-polls N       back-to-back polls of the memory soak (default 6)
   --no-nginx           skip the nginx comparison
-  --phases LIST        phases to run, e.g. 1,5 (default 1,2,3,4,5; see the source)
+  --phases LIST        phases to run, e.g. 1,5 (default 1,2,3,4,5,6; see the source)
   --exporter-env K=V   extra environment of the exporter, for experiments (repeatable)";
 
 /// Whether `cargo test` started the benchmark: `cargo bench` passes `--bench`, a
@@ -22,7 +22,7 @@ pub fn started_by_cargo_test() -> bool {
 }
 
 pub struct Opts {
-    /// Phases to run, 1 to 5.
+    /// Phases to run, 1 to 6.
     pub phases: Vec<u8>,
     /// Extra environment of the exporter (experiments such as MALLOC_ARENA_MAX).
     pub exporter_env: Vec<(String, String)>,
@@ -41,7 +41,7 @@ pub fn parse_args() -> Opts {
     let mut scrapes = 40usize;
     let mut soak_polls = 6usize;
     let mut nginx = true;
-    let mut phases = vec![1, 2, 3, 4, 5];
+    let mut phases = vec![1, 2, 3, 4, 5, 6];
     let mut exporter_env = Vec::new();
     let mut args = std::env::args().skip(1);
     let number = |name: &str, v: Option<String>| -> usize {

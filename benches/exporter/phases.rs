@@ -1,4 +1,4 @@
-//! The five phases of the benchmark (see the crate docs): each starts exporters
+//! The six phases of the benchmark (see the crate docs): each starts exporters
 //! against the simulator, drives them and returns the figures of its rows.
 
 use std::path::Path;
@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use partnercenter_exporter::simulator::{Endpoint, Simulator};
-use testkit::metrics::count_series;
+use testkit::metrics::{count_series, sample};
 
 use crate::exporter::{poll_duration, poll_in_progress, proc_status_kib, Launcher};
 use crate::nginx::Nginx;
@@ -336,4 +336,68 @@ fn poll_args(interval: &str, concurrency: usize, rate_limit: u32) -> Vec<String>
         "--poll.rate-limit".into(),
         rate_limit.to_string(),
     ]
+}
+
+/// Subscriptions per customer in the line-items phase.
+pub const LINE_ITEM_SUBSCRIPTIONS: usize = 5;
+
+pub struct LineItemsResult {
+    pub customers: usize,
+    /// Series of `partnercenter_subscription_*`.
+    pub series: usize,
+    pub body_plain: usize,
+    pub body_gzip: usize,
+    /// The `lineitems` run, from its duration gauge.
+    pub run_s: f64,
+    pub plain: RunStats,
+    pub gzip: RunStats,
+    pub peak_rss_kib: u64,
+}
+
+/// Phase 6: every collector on, `lineitems` too, with 5 subscriptions per customer
+/// and no rate limit; after the first line-items run, the exposition's size and
+/// idle scrapes, plain then gzip.
+pub async fn line_items_phase(
+    launcher: &Launcher,
+    sim: &Arc<Simulator>,
+    opts: &Opts,
+) -> LineItemsResult {
+    sim.knobs().set_latency(Duration::ZERO);
+    sim.knobs().set_rate_limit(None);
+    sim.knobs()
+        .set_line_item_subscriptions(Some(LINE_ITEM_SUBSCRIPTIONS));
+    let mut args = poll_args("1h", CONCURRENCY, UNLIMITED);
+    args.push("--collector.lineitems".into());
+    let exporter = launcher.spawn(sim, &args).await;
+    let deadline = Instant::now() + POLL_DEADLINE;
+    while exporter.runs_finished("lineitems") < 1 || exporter.polls_finished() < 1 {
+        assert!(
+            Instant::now() < deadline,
+            "the line-items run did not finish"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let client = scrape_client();
+    let text = exporter.metrics_text(&client).await;
+    let run_s = sample(
+        &text,
+        "partnercenter_poll_duration_seconds{collector=\"lineitems\"}",
+    )
+    .unwrap_or(f64::NAN);
+    let series = count_series(&text, "partnercenter_subscription_");
+    let (plain_body, gzip_body) = capture_bodies(&client, &exporter.url("/metrics")).await;
+    let url = exporter.url("/metrics");
+    let plain = scrape_run(&client, &url, false, opts.scrapes).await;
+    let gzip = scrape_run(&client, &url, true, opts.scrapes).await;
+    sim.knobs().set_line_item_subscriptions(None);
+    LineItemsResult {
+        customers: sim.customers().len(),
+        series,
+        body_plain: plain_body.len(),
+        body_gzip: gzip_body.len(),
+        run_s,
+        plain,
+        gzip,
+        peak_rss_kib: exporter.peak_rss_kib(),
+    }
 }

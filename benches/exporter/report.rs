@@ -9,7 +9,9 @@ use std::time::Duration;
 use serde_json::{json, Value};
 
 use crate::opts::Opts;
-use crate::phases::{IdleResult, MemoryResult, PollResultRow, SweepRow};
+use crate::phases::{
+    IdleResult, LineItemsResult, MemoryResult, PollResultRow, SweepRow, LINE_ITEM_SUBSCRIPTIONS,
+};
 use crate::scrape::RunStats;
 use crate::{CONCURRENCY, LATENCY, SCRAPERS};
 
@@ -53,6 +55,7 @@ pub struct Results {
     pub memory: BTreeMap<usize, MemoryResult>,
     /// (VmHWM, VmRSS) in KiB after each soak poll.
     pub soak: Vec<(u64, u64)>,
+    pub line_items: Option<LineItemsResult>,
     pub elapsed: Duration,
 }
 
@@ -155,6 +158,26 @@ impl Results {
                     )),
                 }
             }
+        }
+        if let Some(l) = &self.line_items {
+            rows.push(row(
+                format!(
+                    "Line items on, {} customers x {LINE_ITEM_SUBSCRIPTIONS} subscriptions",
+                    l.customers
+                ),
+                format!(
+                    "{} series of partnercenter_subscription_*; /metrics {} plain, {} gzip; run {:.1} s; peak RSS {:.1} MiB",
+                    l.series,
+                    size(l.body_plain),
+                    size(l.body_gzip),
+                    l.run_s,
+                    mib(l.peak_rss_kib)
+                ),
+            ));
+            rows.push(row(
+                "Scrape idle with line items on, plain / gzip",
+                format!("{} / {}", lat(&l.plain), lat(&l.gzip)),
+            ));
         }
         for s in &self.sweep {
             rows.push(row(
@@ -370,6 +393,16 @@ impl Results {
             "peak_rss_kib_by_customers": self.memory.iter()
                 .map(|(n, m)| (n.to_string(), json!({ "peak_rss_kib": m.peak_rss_kib, "body_bytes": m.body_bytes })))
                 .collect::<serde_json::Map<_, _>>(),
+            "line_items": self.line_items.as_ref().map(|l| json!({
+                "customers": l.customers,
+                "subscriptions_per_customer": LINE_ITEM_SUBSCRIPTIONS,
+                "series": l.series,
+                "body_plain_bytes": l.body_plain,
+                "body_gzip_bytes": l.body_gzip,
+                "run_s": l.run_s,
+                "peak_rss_kib": l.peak_rss_kib,
+                "scrapes": { "plain": l.plain.json(), "gzip": l.gzip.json() },
+            })),
             "soak_rss_kib_after_each_poll": self.soak.iter()
                 .map(|(peak, current)| json!({ "peak": peak, "current": current }))
                 .collect::<Vec<_>>(),
