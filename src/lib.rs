@@ -3,8 +3,10 @@
 //!
 //! It signs in to Azure AD and runs collectors in the background, each on its own
 //! schedule: each monitored customer's `MostRecent` service costs (`servicecosts`),
-//! and every customer's estimated usage of the current month against its Partner
-//! Center budget (`usage`). It serves the last results on `/metrics`. Polling is
+//! every customer's estimated usage of the current month against its Partner
+//! Center budget (`usage`), the partner's invoices and unpaid balance per currency
+//! (`invoices`), and, opt-in, each customer's costs per subscription from its
+//! line items (`lineitems`). It serves the last results on `/metrics`. Polling is
 //! decoupled from scraping on purpose: the data changes a few times a day, a full
 //! run over a large partner takes minutes under Partner Center's rate limits, and
 //! scrapes must stay fast.
@@ -17,13 +19,13 @@
 //!   rotated refresh token, latches errors that need an operator.
 //! - [`partner_center`]: the Partner Center REST client (rate limit, concurrency
 //!   bound, retries with `Retry-After`, paging, bounded bodies), the wire types and
-//!   tolerant parsers of each endpoint (service costs, customers, usage records),
-//!   and Partner Center's timestamps.
+//!   tolerant parsers of each endpoint (service costs, customers, usage records,
+//!   invoices and summaries, line items), and Partner Center's timestamps.
 //! - [`http`]: outbound HTTP shared by both clients: typed transport errors,
 //!   bounded body reads, the backoff policy and `Retry-After` parsing.
 //! - [`collectors`]: the Collector seam and its scheduler; one file per collector
-//!   (`servicecosts`, `usage`), the shared customer discovery, and the published
-//!   state (one pre-encoded exposition per part).
+//!   (`servicecosts`, `usage`, `invoices`, `lineitems`), the shared customer
+//!   discovery, and the published state (one pre-encoded exposition per part).
 //! - [`snapshot`]: parts, the keep-last-good merge, and the atomic cache file.
 //! - [`exposition`]: the text format of the parts, each encoded (and gzipped)
 //!   once per change.
@@ -37,6 +39,10 @@
 //! - [`logging`]: logfmt and JSON log output.
 //! - [`simulator`]: a faithful fake of Azure AD and Partner Center, for `--demo`
 //!   and the tests; re-exported from the `crates/simulator` crate of the workspace.
+//!
+//! The workspace's other crate, `crates/testkit` (dev-only), holds the test setup
+//! that the integration tests and the benchmark share: the `TestApp` builder, the
+//! metrics parser, a real Prometheus, the test certificates.
 
 pub mod app;
 pub(crate) mod auth;
