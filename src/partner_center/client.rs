@@ -14,9 +14,11 @@
 //! 401 in this poll is final); 400, 403 and 404 are never retried. Bodies are read with a size limit and parsed by [`crate::model`].
 //!
 //! Discovery follows the customer list's next links and returns each customer
-//! once, keyed by its tenant GUID in lower case; items without one are skipped. A
-//! list whose next links loop, or that goes on beyond any real size, fails
-//! discovery (kind `paging`) instead of growing without bound.
+//! once, keyed by its tenant GUID in lower case; items without one are skipped
+//! (the bookkeeping is `partner_center::discovery`). A list whose next links loop,
+//! or that goes on beyond any real size, fails discovery (kind `paging`) instead of
+//! growing without bound. The invoice list and line items are walked the same way
+//! ([`PartnerCenterClient::walk`]), and a next link to another host ends the walk.
 //!
 //! The client does not decide what a failure means for the snapshot: that is the
 //! collectors' job.
@@ -34,13 +36,14 @@ use http::StatusCode;
 use crate::auth::{AuthError, Authenticator};
 use crate::http::retry::{Backoff, RetryAfter, RetryBudget};
 use crate::http::{read_body_limited, ReadError, TransportError};
+use crate::partner_center::discovery::Discovery;
 use crate::partner_center::invoices::{
     parse_invoice_summaries, parse_invoices, Invoice, InvoiceSummary,
 };
 use crate::partner_center::lineitems::{parse_line_items, LineItem};
 use crate::partner_center::model::{
-    normalize_customer_id, parse_json, parse_service_costs, ApiErrorBody, BodyError, CostLine,
-    Customer, CustomersPage, Lenient, Link, MAX_BODY_BYTES,
+    parse_json, parse_service_costs, ApiErrorBody, BodyError, CostLine, CustomersPage, Link,
+    MAX_BODY_BYTES,
 };
 use crate::partner_center::usage::{parse_usage_records, UsageRecord};
 use crate::telemetry::{Endpoint, Telemetry};
@@ -267,31 +270,28 @@ impl PartnerCenterClient {
     }
 
     /// The partner's invoices and their amendments, every page
-    /// (`GET /v1/invoices?size=…&offset=…`, docs/partner-center.md §7). Next links
-    /// (`/invoices?size=2&offset=2`, without `/v1`) are followed verbatim; a link
-    /// already followed, one to another host, or a list beyond any real size fails
-    /// the call (kind `paging`) rather than looping. `on_page` is called after each
-    /// page with whether another follows. Of a document listed twice, the first stays.
+    /// (`GET /v1/invoices?size=…&offset=…`, docs/partner-center.md §7), followed as
+    /// [`PartnerCenterClient::walk`] says. `on_page` is called after each page with
+    /// whether another follows. Of a document listed twice, the first stays.
     #[tracing::instrument(skip(self, on_page))]
     pub async fn invoices(
         &self,
         on_page: &(dyn Fn(bool) + Send + Sync),
     ) -> Result<Vec<Invoice>, ApiError> {
-        let mut url = format!(
+        let url = format!(
             "{}/v1/invoices?size={INVOICE_PAGE_SIZE}&offset=0",
             self.base_url
         );
-        let mut headers: Vec<(String, String)> = Vec::new();
-        let mut visited: HashSet<String> = HashSet::new();
         let mut invoices: Vec<Invoice> = Vec::new();
         let mut seen: HashSet<String> = HashSet::new();
         let mut skipped = 0usize;
-        let mut pages = 0usize;
-        loop {
-            visited.insert(url.clone());
-            let body = self.get(Endpoint::Invoices, &url, &headers).await?;
+        let walk = Walk {
+            endpoint: Endpoint::Invoices,
+            what: "invoices",
+            max_pages: MAX_INVOICE_PAGES,
+        };
+        self.walk(walk, url, |body, _| {
             let page = parse_invoices(&body)?;
-            pages = pages.saturating_add(1);
             skipped = skipped.saturating_add(page.skipped);
             for invoice in page.invoices {
                 if seen.insert(invoice.id.clone()) {
@@ -300,28 +300,13 @@ impl PartnerCenterClient {
                     skipped = skipped.saturating_add(1);
                 }
             }
-            let stop = |reason| ApiError::Paging {
-                what: "invoices",
-                page: pages,
-                reason,
-            };
             if invoices.len() > MAX_INVOICES {
-                return Err(stop(TOO_MANY_LISTED));
+                return Err(PageError::Stop(TOO_MANY_LISTED));
             }
             on_page(page.next.is_some());
-            let Some(next) = page.next else { break };
-            if pages >= MAX_INVOICE_PAGES {
-                return Err(stop(TOO_MANY_PAGES));
-            }
-            if is_foreign(&self.base_url, &next.uri) {
-                return Err(stop(FOREIGN_HOST));
-            }
-            url = resolve_link(&self.base_url, &next.uri);
-            if visited.contains(&url) {
-                return Err(stop(LOOPING));
-            }
-            headers = next.headers.into_iter().map(|h| (h.key, h.value)).collect();
-        }
+            Ok(page.next)
+        })
+        .await?;
         if skipped > 0 {
             tracing::warn!(
                 skipped,
@@ -348,38 +333,68 @@ impl PartnerCenterClient {
 
     /// The customer's `MostRecent` service-cost line items; `None` when Partner
     /// Center has no data for the customer (404). Unpaged as documented; a
-    /// `links.next` is followed like the invoice list's, bounded the same way.
+    /// `links.next` is followed as [`PartnerCenterClient::walk`] says.
     #[tracing::instrument(skip(self))]
     pub async fn line_items(&self, customer_id: &str) -> Result<Option<Vec<LineItem>>, ApiError> {
-        let mut url = format!(
+        let url = format!(
             "{}/v1/customers/{}/servicecosts/MostRecent/lineitems",
             self.base_url,
             encode_path_segment(customer_id)
         );
+        let mut items: Vec<LineItem> = Vec::new();
+        let walk = Walk {
+            endpoint: Endpoint::LineItems,
+            what: "line items",
+            max_pages: MAX_LINE_ITEM_PAGES,
+        };
+        let walked = self
+            .walk(walk, url, |body, _| {
+                let page = parse_line_items(&body)?;
+                items.extend(page.items);
+                if items.len() > MAX_LINE_ITEMS {
+                    return Err(PageError::Stop(TOO_MANY_LISTED));
+                }
+                Ok(page.next)
+            })
+            .await;
+        match walked {
+            Ok(_) => Ok(Some(items)),
+            Err(ApiError::Status { status: 404, .. }) if items.is_empty() => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Follows a collection from `url` through its next links, verbatim (the `/v1`
+    /// prefix added where a link lacks it) and with their headers. Each page's body
+    /// goes to `page` (with the page's number, from 1), which keeps what it needs and
+    /// returns the page's next link, or why the collection is not a real one. A link
+    /// already followed, one to another host (the token must not leave Partner
+    /// Center), or more than `max_pages` pages end the walk with a paging error
+    /// instead of a loop. Returns the number of pages read.
+    async fn walk(
+        &self,
+        walk: Walk,
+        mut url: String,
+        mut page: impl FnMut(Bytes, usize) -> Result<Option<Link>, PageError>,
+    ) -> Result<usize, ApiError> {
         let mut headers: Vec<(String, String)> = Vec::new();
         let mut visited: HashSet<String> = HashSet::new();
-        let mut items: Vec<LineItem> = Vec::new();
         let mut pages = 0usize;
         loop {
             visited.insert(url.clone());
-            let body = match self.get(Endpoint::LineItems, &url, &headers).await {
-                Ok(body) => body,
-                Err(ApiError::Status { status: 404, .. }) if pages == 0 => return Ok(None),
-                Err(e) => return Err(e),
-            };
-            let page = parse_line_items(&body)?;
+            let body = self.get(walk.endpoint, &url, &headers).await?;
             pages = pages.saturating_add(1);
-            items.extend(page.items);
             let stop = |reason| ApiError::Paging {
-                what: "line items",
+                what: walk.what,
                 page: pages,
                 reason,
             };
-            if items.len() > MAX_LINE_ITEMS {
-                return Err(stop(TOO_MANY_LISTED));
-            }
-            let Some(next) = page.next else { break };
-            if pages >= MAX_LINE_ITEM_PAGES {
+            let next = page(body, pages).map_err(|e| match e {
+                PageError::Body(b) => ApiError::Body(b),
+                PageError::Stop(reason) => stop(reason),
+            })?;
+            let Some(next) = next else { return Ok(pages) };
+            if pages >= walk.max_pages {
                 return Err(stop(TOO_MANY_PAGES));
             }
             if is_foreign(&self.base_url, &next.uri) {
@@ -391,7 +406,6 @@ impl PartnerCenterClient {
             }
             headers = next.headers.into_iter().map(|h| (h.key, h.value)).collect();
         }
-        Ok(Some(items))
     }
 
     /// The customer's `MostRecent` service costs; `None` when Partner Center has no
@@ -515,133 +529,32 @@ impl PartnerCenterClient {
     }
 }
 
-/// Customer discovery in progress: what the pages read so far listed.
-struct Discovery {
-    /// [`MAX_LISTED`] and [`MAX_PAGES`], but for tests.
-    max_listed: usize,
+/// What [`PartnerCenterClient::walk`] walks, for its requests and errors.
+struct Walk {
+    endpoint: Endpoint,
+    what: &'static str,
     max_pages: usize,
-    /// Each customer once, in the order first listed.
-    customers: Vec<DiscoveredCustomer>,
-    /// The ids of `customers` as numbers (a GUID is 128 bits): a million customers
-    /// take 16 MiB here rather than the 80 MiB of their strings.
-    seen: HashSet<u128>,
-    pages: usize,
-    /// Items read, on all pages, whether used or not.
-    listed: usize,
-    /// Items without an id that is a non-empty string.
-    without_id: usize,
-    /// Items whose id is not a GUID, and the first such id.
-    not_guid: usize,
-    first_not_guid: Option<String>,
-    /// Items of a customer already listed (on this page or an earlier one).
-    duplicates: usize,
 }
 
-/// Why a customer list is not followed further.
-const LOOPING: &str = "the page adds nothing new yet links to a next page (a next link that loops)";
-const TOO_MANY_LISTED: &str = "more customers listed than any partner has";
-const TOO_MANY_PAGES: &str = "more pages than any partner's list has";
+/// Why a page ends a walk: a body that could not be used, or a collection that is
+/// not a real one (the reason of [`ApiError::Paging`]).
+enum PageError {
+    Body(BodyError),
+    Stop(&'static str),
+}
+
+impl From<BodyError> for PageError {
+    fn from(e: BodyError) -> Self {
+        PageError::Body(e)
+    }
+}
+
+/// Why a collection (the customer list, invoices, line items) is not followed further.
+pub(super) const LOOPING: &str =
+    "the page adds nothing new yet links to a next page (a next link that loops)";
+pub(super) const TOO_MANY_LISTED: &str = "more customers listed than any partner has";
+pub(super) const TOO_MANY_PAGES: &str = "more pages than any partner's list has";
 const FOREIGN_HOST: &str = "the next link points to another host";
-
-impl Discovery {
-    fn new(max_listed: usize, max_pages: usize) -> Discovery {
-        Discovery {
-            max_listed,
-            max_pages,
-            customers: Vec::new(),
-            seen: HashSet::new(),
-            pages: 0,
-            listed: 0,
-            without_id: 0,
-            not_guid: 0,
-            first_not_guid: None,
-            duplicates: 0,
-        }
-    }
-
-    /// Takes in one page; the next page's link, `None` at the end of the list, or
-    /// why the list is not a real one.
-    ///
-    /// A customer listed again is not one more customer (a list that shifts while
-    /// it is read shows one twice); a page that adds no customer and still links to
-    /// a next page is a loop, whatever its continuation token says.
-    fn add_page(&mut self, page: CustomersPage) -> Result<Option<Link>, ApiError> {
-        self.pages = self.pages.saturating_add(1);
-        self.listed = self.listed.saturating_add(page.items.len());
-        let number = self.pages;
-        let stop = |reason| ApiError::Paging {
-            what: "customer list",
-            page: number,
-            reason,
-        };
-        if self.listed > self.max_listed {
-            return Err(stop(TOO_MANY_LISTED));
-        }
-        let known = self.customers.len();
-        for item in page.items {
-            self.add_item(item);
-        }
-        let Some(next) = page.links.and_then(|l| l.next) else {
-            return Ok(None);
-        };
-        if self.customers.len() == known {
-            return Err(stop(LOOPING));
-        }
-        if self.pages >= self.max_pages {
-            return Err(stop(TOO_MANY_PAGES));
-        }
-        Ok(Some(next))
-    }
-
-    fn add_item(&mut self, item: Lenient<Customer>) {
-        let Some(item) = item.0 else {
-            self.without_id += 1;
-            return;
-        };
-        let Some(raw) = item.id.0.filter(|id| !id.trim().is_empty()) else {
-            self.without_id += 1;
-            return;
-        };
-        let Some((id, number)) = normalize_customer_id(&raw).and_then(|id| {
-            let number = u128::from_str_radix(&id.replace('-', ""), 16).ok()?;
-            Some((id, number))
-        }) else {
-            self.not_guid += 1;
-            self.first_not_guid
-                .get_or_insert_with(|| raw.chars().take(64).collect());
-            return;
-        };
-        if !self.seen.insert(number) {
-            self.duplicates += 1;
-            return;
-        }
-        let profile = item.company_profile.0.unwrap_or_default();
-        self.customers.push(DiscoveredCustomer {
-            id,
-            name: profile.company_name.0.unwrap_or_default(),
-            domain: profile.domain.0.unwrap_or_default(),
-        });
-    }
-
-    /// The customers found, after one warning for the items skipped, if any.
-    fn finish(self) -> Vec<DiscoveredCustomer> {
-        if self.without_id > 0 || self.not_guid > 0 {
-            tracing::warn!(
-                without_id = self.without_id,
-                not_guid = self.not_guid,
-                example = self.first_not_guid.as_deref().unwrap_or(""),
-                "customer list items skipped: no id, or an id that is not a customer GUID"
-            );
-        }
-        tracing::debug!(
-            customers = self.customers.len(),
-            pages = self.pages,
-            duplicates = self.duplicates,
-            "customer discovery finished"
-        );
-        self.customers
-    }
-}
 
 /// Resolves a `links.next.uri`: absolute URLs on the same base are used as they are;
 /// a path starting with `/v1/` is joined to the base; any other path gets `/v1` in
@@ -759,131 +672,6 @@ mod tests {
     fn path_segments_are_encoded() {
         assert_eq!(encode_path_segment("ae1d5b32-f9ff"), "ae1d5b32-f9ff");
         assert_eq!(encode_path_segment("a/../b c"), "a%2F..%2Fb%20c");
-    }
-
-    /// A page of these items (JSON), with a next link if `more`.
-    fn page(items: &[&str], more: bool) -> CustomersPage {
-        let next = if more {
-            r#","links":{"next":{"uri":"/v1/customers?size=500&seekOperation=Next","headers":[{"key":"MS-ContinuationToken","value":"t"}]}}"#
-        } else {
-            ""
-        };
-        parse_json(format!(r#"{{"items":[{}]{next}}}"#, items.join(",")).as_bytes()).unwrap()
-    }
-
-    fn item(id: &str, name: &str) -> String {
-        format!(
-            r#"{{"id":"{id}","companyProfile":{{"companyName":"{name}","domain":"{name}.example"}}}}"#
-        )
-    }
-
-    const A: &str = "ae1d5b32-f9ff-4252-b2bf-40e21937a51a";
-    const B: &str = "b44bb1fb-8d9a-4ba7-9a1a-1f2a8a4e7b01";
-    const C: &str = "c0ffee00-0000-4000-8000-000000000001";
-
-    #[test]
-    fn customers_listed_twice_count_once_in_any_case() {
-        let mut discovery = Discovery::new(MAX_LISTED, MAX_PAGES);
-        let first = [item(A, "first"), item(B, "b")];
-        let first: Vec<&str> = first.iter().map(String::as_str).collect();
-        assert!(discovery.add_page(page(&first, true)).unwrap().is_some());
-        // The list shifted while it was read: A again, in upper case, then C.
-        let second = [item(&A.to_ascii_uppercase(), "second"), item(C, "c")];
-        let second: Vec<&str> = second.iter().map(String::as_str).collect();
-        assert!(discovery.add_page(page(&second, false)).unwrap().is_none());
-        let customers = discovery.finish();
-        let found: Vec<(&str, &str)> = customers
-            .iter()
-            .map(|c| (c.id.as_str(), c.name.as_str()))
-            .collect();
-        assert_eq!(found, [(A, "first"), (B, "b"), (C, "c")]);
-        assert_eq!(customers[0].domain, "first.example");
-    }
-
-    #[test]
-    fn ids_are_lower_case_and_items_without_a_guid_are_skipped() {
-        let mut discovery = Discovery::new(MAX_LISTED, MAX_PAGES);
-        let upper = item(&B.to_ascii_uppercase(), "upper");
-        let named = item("contoso.onmicrosoft.com", "domain");
-        let items = [
-            r#"{"companyProfile":{"companyName":"no id"}}"#,
-            r#"{"id":null}"#,
-            r#"{"id":42}"#,
-            r#""not an object""#,
-            upper.as_str(),
-            named.as_str(),
-            r#"{"id":""}"#,
-        ];
-        assert!(discovery.add_page(page(&items, false)).unwrap().is_none());
-        assert_eq!((discovery.without_id, discovery.not_guid), (5, 1));
-        assert_eq!(
-            discovery.first_not_guid.as_deref(),
-            Some("contoso.onmicrosoft.com")
-        );
-        let customers = discovery.finish();
-        assert_eq!(customers.len(), 1);
-        assert_eq!(customers[0].id, B);
-        assert_eq!(customers[0].name, "upper");
-    }
-
-    #[test]
-    fn a_next_link_that_loops_stops_at_the_second_page() {
-        let mut discovery = Discovery::new(MAX_LISTED, MAX_PAGES);
-        let items = [item(A, "a"), item(B, "b")];
-        let items: Vec<&str> = items.iter().map(String::as_str).collect();
-        assert!(discovery.add_page(page(&items, true)).unwrap().is_some());
-        let err = discovery.add_page(page(&items, true)).unwrap_err();
-        assert_eq!(err.kind(), "paging");
-        assert!(
-            matches!(err, ApiError::Paging { page: 2, reason, .. } if reason == LOOPING),
-            "{err}"
-        );
-        // An empty page that links on is the same loop.
-        let mut discovery = Discovery::new(MAX_LISTED, MAX_PAGES);
-        assert!(matches!(
-            discovery.add_page(page(&[], true)),
-            Err(ApiError::Paging { page: 1, .. })
-        ));
-        // An empty last page, or a last page of known customers, is just the end.
-        let mut discovery = Discovery::new(MAX_LISTED, MAX_PAGES);
-        assert!(discovery.add_page(page(&items, true)).unwrap().is_some());
-        assert!(discovery.add_page(page(&items, false)).unwrap().is_none());
-        assert!(discovery.add_page(page(&[], false)).unwrap().is_none());
-        assert_eq!(discovery.finish().len(), 2);
-    }
-
-    #[test]
-    fn items_and_pages_are_bounded() {
-        let items: Vec<String> = (0..5)
-            .map(|i| item(&format!("{i:08}-0000-4000-8000-000000000000"), "x"))
-            .collect();
-        let items: Vec<&str> = items.iter().map(String::as_str).collect();
-        // Each page adds new customers, but the list goes on past the item bound...
-        let mut discovery = Discovery::new(12, 100);
-        let mut outcome = Ok(None);
-        for i in 0..3 {
-            let fresh: Vec<String> = items
-                .iter()
-                .map(|s| s.replace("-0000-4000", &format!("-{i:04}-4000")))
-                .collect();
-            let fresh: Vec<&str> = fresh.iter().map(String::as_str).collect();
-            outcome = discovery.add_page(page(&fresh, true));
-        }
-        assert!(
-            matches!(outcome, Err(ApiError::Paging { page: 3, reason, .. }) if reason == TOO_MANY_LISTED)
-        );
-        // ... or past the page bound.
-        let mut discovery = Discovery::new(MAX_LISTED, 2);
-        let one = item(A, "a");
-        let other = item(B, "b");
-        assert!(discovery
-            .add_page(page(&[one.as_str()], true))
-            .unwrap()
-            .is_some());
-        assert!(matches!(
-            discovery.add_page(page(&[other.as_str()], true)),
-            Err(ApiError::Paging { page: 2, reason, .. }) if reason == TOO_MANY_PAGES
-        ));
     }
 
     #[test]

@@ -5,6 +5,7 @@
 //! The facts these rely on are in `docs/partner-center.md`.
 
 pub mod client;
+mod discovery;
 pub mod invoices;
 pub mod lineitems;
 pub mod model;
