@@ -95,7 +95,11 @@ pub fn landing_html(
     out.push_str("<h2>Collectors</h2>\n<table><tr><th>Collector</th><th>Every</th><th>State</th><th>Last fully successful run</th><th>Runs (ok / partial / failed)</th></tr>\n");
     for c in collectors {
         let s = &c.status;
-        let unit = if c.name == crate::collectors::servicecosts::NAME {
+        let per_customer = [
+            crate::collectors::servicecosts::NAME,
+            crate::collectors::lineitems::NAME,
+        ];
+        let unit = if per_customer.contains(&c.name) {
             "customers"
         } else {
             "requests"
