@@ -1,0 +1,214 @@
+//! The onboarding subcommands on the real binary against the simulator: `login`
+//! (the device code flow, v1 and v2: the token file, its mode, its use by the
+//! exporter as a public client, the poll interval and `slow_down`, every failure,
+//! no token in the output) and `check` (counts, a revoked token, bad configuration).
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use partnercenter_exporter::simulator::{DeviceCodeKnobs, DeviceOutcome, Simulator};
+use testkit::{run_to_exit, simulator, TestApp};
+
+/// Runs `partnercenter-exporter <subcommand>` against `sim` with `token` as the
+/// refresh-token file and `extra` flags; the exit code and stderr.
+async fn run(
+    subcommand: &str,
+    sim: &Simulator,
+    token: &Path,
+    extra: &[&str],
+    env: &[(&str, &str)],
+) -> (Option<i32>, String) {
+    let creds = sim.credentials();
+    let mut args: Vec<String> = vec![
+        subcommand.into(),
+        "--auth.authority".into(),
+        sim.url(),
+        "--partner-center.url".into(),
+        sim.url(),
+        "--auth.tenant".into(),
+        creds.tenant,
+        "--auth.client-id".into(),
+        creds.client_id,
+        "--auth.refresh-token-file".into(),
+        token.display().to_string(),
+    ];
+    args.extend(extra.iter().map(|s| (*s).to_owned()));
+    let env: Vec<(String, String)> = env
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect();
+    tokio::task::spawn_blocking(move || {
+        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        run_to_exit(&args, &env)
+    })
+    .await
+    .unwrap()
+}
+
+fn assert_no_secrets(sim: &Simulator, output: &str) {
+    for secret in sim.issued_secrets() {
+        assert!(
+            !output.contains(&secret),
+            "a secret in the output:\n{output}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn login_v1_and_v2_write_a_private_token_the_exporter_redeems_without_a_secret() {
+    for endpoint in ["v1", "v2"] {
+        let sim = Arc::new(simulator(3).await);
+        sim.knobs().set_device_code(DeviceCodeKnobs {
+            pending_polls: 2,
+            ..Default::default()
+        });
+        let app = TestApp::with_simulator(sim.clone())
+            .public_client()
+            .flag("--auth.endpoint", endpoint);
+        let token = app.path("refresh_token");
+        let (code, out) = run("login", &sim, &token, &["--auth.endpoint", endpoint], &[]).await;
+        assert_eq!(code, Some(0), "{endpoint}: {out}");
+        assert!(out.contains("enter the code"), "Microsoft's message: {out}");
+        assert!(
+            out.contains("partnercenter-exporter --auth.tenant"),
+            "{out}"
+        );
+        assert_eq!(sim.stats().devicecode, 1);
+        assert_eq!(sim.stats().customers, 1, "the proof: one customers call");
+        assert_no_secrets(&sim, &out);
+        let mode = std::fs::metadata(&token).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        let written = std::fs::read_to_string(&token).unwrap();
+        assert!(sim.issued_secrets().contains(&written.trim().to_owned()));
+
+        // The exporter redeems it as a public client: the simulator refuses a
+        // secret with it (AADSTS700025), so a successful run proves there was none.
+        let exporter = app.spawn_binary().await;
+        let m = exporter.wait_for_runs("servicecosts", 1.0).await;
+        assert_eq!(
+            m.polls("servicecosts", "success"),
+            Some(1.0),
+            "{}",
+            exporter.logs()
+        );
+    }
+}
+
+#[tokio::test]
+async fn login_polls_at_the_interval_and_slows_down() {
+    let sim = simulator(1).await;
+    sim.knobs().set_device_code(DeviceCodeKnobs {
+        pending_polls: 3,
+        slow_down_polls: 1,
+        interval: 1,
+        ..Default::default()
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let token = dir.path().join("new/dir/refresh_token");
+    let (code, out) = run("login", &sim, &token, &["--auth.endpoint", "v2"], &[]).await;
+    assert_eq!(code, Some(0), "{out}");
+    assert!(token.exists(), "the directory is created");
+    let polls = sim.device_code_polls();
+    assert_eq!(polls.len(), 4);
+    let gaps: Vec<Duration> = polls.windows(2).map(|w| w[1] - w[0]).collect();
+    // 1 s to the slow_down, then 1 + 5 s between every poll.
+    for gap in gaps {
+        assert!(gap >= Duration::from_millis(5900), "{gap:?}");
+        assert!(gap < Duration::from_millis(8000), "{gap:?}");
+    }
+}
+
+#[tokio::test]
+async fn every_login_failure_exits_1_with_its_fix_and_writes_nothing() {
+    let sim = simulator(1).await;
+    let dir = tempfile::tempdir().unwrap();
+    let secret = testkit::secret_file(
+        dir.path(),
+        "client_secret",
+        &sim.credentials().client_secret,
+    );
+    let cases: [(DeviceCodeKnobs, &str); 5] = [
+        (
+            DeviceCodeKnobs {
+                pending_polls: 0,
+                outcome: DeviceOutcome::Declined,
+                ..Default::default()
+            },
+            "declined",
+        ),
+        (
+            DeviceCodeKnobs {
+                pending_polls: 0,
+                outcome: DeviceOutcome::Expired,
+                ..Default::default()
+            },
+            "expired",
+        ),
+        (
+            DeviceCodeKnobs {
+                pending_polls: 0,
+                outcome: DeviceOutcome::BadCode,
+                ..Default::default()
+            },
+            "did not recognise the device code",
+        ),
+        (
+            DeviceCodeKnobs {
+                public_flows: false,
+                ..Default::default()
+            },
+            "turn on \"Allow public client flows\"",
+        ),
+        (
+            // The local clock: an answer that expires before the first poll is due.
+            DeviceCodeKnobs {
+                interval: 2,
+                expires_in: 1,
+                ..Default::default()
+            },
+            "expired",
+        ),
+    ];
+    for (knobs, wanted) in cases {
+        sim.knobs().set_device_code(knobs.clone());
+        let token = dir.path().join("refresh_token");
+        // A configured secret is never sent by login.
+        let secret_flag = secret.display().to_string();
+        let (code, out) = run(
+            "login",
+            &sim,
+            &token,
+            &["--auth.client-secret-file", &secret_flag],
+            &[],
+        )
+        .await;
+        assert_eq!(code, Some(1), "{knobs:?}: {out}");
+        let last = out.trim_end().lines().last().unwrap();
+        assert!(
+            last.starts_with("partnercenter-exporter login: sign-in: "),
+            "{last}"
+        );
+        assert!(last.contains(wanted), "{knobs:?}: {last}");
+        assert!(!token.exists(), "{knobs:?}: no file");
+        assert_no_secrets(&sim, &out);
+    }
+}
+
+#[tokio::test]
+async fn the_exporter_says_to_remove_a_secret_sent_with_a_public_token() {
+    let sim = Arc::new(simulator(1).await);
+    sim.knobs().set_device_code(DeviceCodeKnobs::default());
+    let app = TestApp::with_simulator(sim.clone());
+    let token = app.path("refresh_token");
+    let (code, out) = run("login", &sim, &token, &[], &[]).await;
+    assert_eq!(code, Some(0), "{out}");
+    // TestApp passes a client secret file: Azure AD refuses it with this token.
+    let exporter = app.spawn_binary().await;
+    let m = exporter.wait_for_runs("servicecosts", 1.0).await;
+    assert_eq!(m.polls("servicecosts", "failure"), Some(1.0));
+    let logs = exporter.logs();
+    assert!(logs.contains("AADSTS700025"), "{logs}");
+    assert!(logs.contains("remove --auth.client-secret-file"), "{logs}");
+}
