@@ -8,11 +8,13 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
+use partnercenter_exporter::simulator::TokenFault;
 use partnercenter_exporter::simulator::{DeviceCodeKnobs, DeviceOutcome, Simulator};
-use testkit::{run_to_exit, simulator, TestApp};
+use testkit::{exporter_binary, redeem_refresh_token, run_to_exit, simulator, TestApp};
 
 /// Runs `partnercenter-exporter <subcommand>` against `sim` with `token` as the
-/// refresh-token file and `extra` flags; the exit code and stderr.
+/// refresh-token file and `extra` flags, with only `env` as its environment: the
+/// exit code, and stdout followed by stderr.
 async fn run(
     subcommand: &str,
     sim: &Simulator,
@@ -40,8 +42,16 @@ async fn run(
         .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
         .collect();
     tokio::task::spawn_blocking(move || {
-        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-        run_to_exit(&args, &env)
+        let out = std::process::Command::new(exporter_binary())
+            .args(&args)
+            .env_clear()
+            .envs(env)
+            .stdin(std::process::Stdio::null())
+            .output()
+            .unwrap();
+        let mut text = String::from_utf8_lossy(&out.stdout).into_owned();
+        text.push_str(&String::from_utf8_lossy(&out.stderr));
+        (out.status.code(), text)
     })
     .await
     .unwrap()
@@ -82,6 +92,12 @@ async fn login_v1_and_v2_write_a_private_token_the_exporter_redeems_without_a_se
         assert_eq!(mode, 0o600);
         let written = std::fs::read_to_string(&token).unwrap();
         assert!(sim.issued_secrets().contains(&written.trim().to_owned()));
+
+        // check signs in as a public client too.
+        let (code, out) = run("check", &sim, &token, &["--auth.endpoint", endpoint], &[]).await;
+        assert_eq!(code, Some(0), "{endpoint}: {out}");
+        assert!(out.contains("public client"), "{out}");
+        assert_no_secrets(&sim, &out);
 
         // The exporter redeems it as a public client: the simulator refuses a
         // secret with it (AADSTS700025), so a successful run proves there was none.
@@ -211,4 +227,113 @@ async fn the_exporter_says_to_remove_a_secret_sent_with_a_public_token() {
     let logs = exporter.logs();
     assert!(logs.contains("AADSTS700025"), "{logs}");
     assert!(logs.contains("remove --auth.client-secret-file"), "{logs}");
+}
+
+/// The simulator's credentials as files, for the confidential client: the
+/// refresh token and the client secret.
+fn confidential(sim: &Simulator, dir: &Path) -> (std::path::PathBuf, String) {
+    let creds = sim.credentials();
+    let token = testkit::secret_file(dir, "refresh_token", &creds.refresh_token);
+    let secret = testkit::secret_file(dir, "client_secret", &creds.client_secret);
+    (token, secret.display().to_string())
+}
+
+#[tokio::test]
+async fn check_reports_the_customers_and_their_pages_and_persists_the_rotated_token() {
+    let sim = simulator(7).await;
+    sim.knobs().set_page_size_cap(3);
+    let dir = tempfile::tempdir().unwrap();
+    let (token, secret) = confidential(&sim, dir.path());
+    let (code, out) = run(
+        "check",
+        &sim,
+        &token,
+        &["--auth.client-secret-file", &secret],
+        &[],
+    )
+    .await;
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.contains("customers:  7 (3 pages"), "{out}");
+    assert!(out.contains("servicecosts: ok"), "{out}");
+    assert!(out.contains("usage:      ok"), "{out}");
+    assert!(out.contains("confidential client"), "{out}");
+    assert!(out.contains("currencies: "), "{out}");
+    assert_no_secrets(&sim, &out);
+    let stored = std::fs::read_to_string(&token).unwrap();
+    assert_ne!(
+        stored.trim(),
+        sim.credentials().refresh_token,
+        "rotated and saved"
+    );
+    assert!(sim.issued_secrets().contains(&stored.trim().to_owned()));
+}
+
+#[tokio::test]
+async fn check_names_the_sign_in_on_a_revoked_token_and_exits_2_on_bad_configuration() {
+    let sim = simulator(2).await;
+    let dir = tempfile::tempdir().unwrap();
+    let (token, secret) = confidential(&sim, dir.path());
+    // Another consent rotated the token; the one in the file is revoked.
+    redeem_refresh_token(&sim, &sim.credentials().refresh_token).await;
+    sim.revoke_refresh_tokens_except_latest();
+    let (code, out) = run(
+        "check",
+        &sim,
+        &token,
+        &["--auth.client-secret-file", &secret],
+        &[],
+    )
+    .await;
+    assert_eq!(code, Some(1), "{out}");
+    let last = out.trim_end().lines().last().unwrap();
+    assert!(
+        last.starts_with("partnercenter-exporter check: sign-in: "),
+        "{last}"
+    );
+    assert!(
+        last.contains("invalid_grant") && last.contains("login"),
+        "{last}"
+    );
+
+    // A refused client secret is a sign-in failure too.
+    sim.knobs().set_token_fault(TokenFault::InvalidClient);
+    let (code, out) = run(
+        "check",
+        &sim,
+        &token,
+        &["--auth.client-secret-file", &secret],
+        &[],
+    )
+    .await;
+    assert_eq!(code, Some(1), "{out}");
+    assert!(out.contains("check: sign-in: "), "{out}");
+
+    for (args, flag) in [
+        (vec!["check", "--poll.interval", "soon"], "--poll.interval"),
+        (
+            vec!["check", "--auth.tenant", "t", "--auth.client-id", "c"],
+            "--auth.refresh-token-file",
+        ),
+        (
+            vec![
+                "login",
+                "--auth.tenant",
+                "t",
+                "--auth.client-id",
+                "c",
+                "--auth.grant",
+                "password",
+            ],
+            "--auth.grant",
+        ),
+    ] {
+        let (code, err) = tokio::task::spawn_blocking(move || run_to_exit(args, &[]))
+            .await
+            .unwrap();
+        assert_eq!(code, Some(2), "{err}");
+        assert!(
+            err.starts_with(&format!("partnercenter-exporter: {flag}")),
+            "{err}"
+        );
+    }
 }
