@@ -35,6 +35,13 @@ impl StepFailed {
 
 /// Runs the subcommand of `config` to its exit status.
 pub async fn run(subcommand: Subcommand, config: Config) -> ExitCode {
+    let name = match subcommand {
+        Subcommand::Login => "login",
+        Subcommand::Check => "check",
+    };
+    for warning in &config.warnings {
+        eprintln!("partnercenter-exporter {name}: warning: {warning}");
+    }
     let (name, result) = match subcommand {
         Subcommand::Login => ("login", login::run(&config).await),
         Subcommand::Check => ("check", check::run(&config).await),

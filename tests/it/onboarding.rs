@@ -86,6 +86,13 @@ async fn login_v1_and_v2_write_a_private_token_the_exporter_redeems_without_a_se
             "{out}"
         );
         assert_eq!(sim.stats().devicecode, 1);
+        // Three polls, `interval` (1 s) apart.
+        let polls = sim.device_code_polls();
+        assert_eq!(polls.len(), 3);
+        for gap in polls.windows(2).map(|w| w[1] - w[0]) {
+            assert!(gap >= Duration::from_millis(950), "{gap:?}");
+            assert!(gap < Duration::from_millis(3000), "{gap:?}");
+        }
         assert_eq!(sim.stats().customers, 1, "the proof: one customers call");
         assert_no_secrets(&sim, &out);
         let mode = std::fs::metadata(&token).unwrap().permissions().mode() & 0o777;
