@@ -344,3 +344,39 @@ async fn check_names_the_sign_in_on_a_revoked_token_and_exits_2_on_bad_configura
         );
     }
 }
+
+#[tokio::test]
+async fn a_hostile_device_code_answer_is_a_clear_error_not_a_panic() {
+    let sim = simulator(1).await;
+    let dir = tempfile::tempdir().unwrap();
+    let token = dir.path().join("refresh_token");
+    for (answer, wanted) in [
+        (serde_json::json!({"device_code": 5}), "no device_code"),
+        (
+            serde_json::json!({"device_code": "D", "user_code": "U", "verification_uri": "u", "interval": -5}),
+            "interval is not a whole number",
+        ),
+        (
+            serde_json::json!({"device_code": "D", "user_code": "U", "verification_uri": "u", "expires_in": "soon"}),
+            "expires_in is not a whole number",
+        ),
+        (
+            serde_json::json!({"error": "invalid_request", "error_codes": [900144]}),
+            "AADSTS900144",
+        ),
+    ] {
+        sim.knobs().set_device_code(DeviceCodeKnobs {
+            answer: Some(answer.clone()),
+            ..Default::default()
+        });
+        let (code, out) = run("login", &sim, &token, &[], &[]).await;
+        assert_eq!(code, Some(1), "{answer}: {out}");
+        let last = out.trim_end().lines().last().unwrap();
+        assert!(
+            last.starts_with("partnercenter-exporter login: device code: "),
+            "{last}"
+        );
+        assert!(last.contains(wanted), "{answer}: {last}");
+        assert!(!token.exists());
+    }
+}
