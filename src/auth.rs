@@ -155,6 +155,12 @@ fn hint(error: &str, code: Option<u64>) -> &'static str {
         (_, Some(50076 | 50078 | 50079 | 70043)) | ("interaction_required", _) => {
             "Azure AD demands (new) multi-factor authentication: repeat the one-time consent with MFA and store the new refresh token; check Conditional Access policies for the account"
         }
+        (_, Some(700025)) => {
+            "the refresh token belongs to a public client (it came from `login`, the device code flow): remove --auth.client-secret-file and PARTNERCENTER_CLIENT_SECRET"
+        }
+        (_, Some(7000218)) => {
+            "Azure AD wants a client secret, or public client flows: for a token from `login`, turn on \"Allow public client flows\" in the app registration (Authentication); otherwise set --auth.client-secret-file"
+        }
         (_, Some(7000222)) => "the client secret expired: create a new one and update the client secret file",
         (_, Some(70002 | 7000215)) => "the client secret is wrong: check the client secret file",
         (_, Some(700016)) => "the application is not found in the tenant: check --auth.client-id and --auth.tenant",

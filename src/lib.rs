@@ -35,6 +35,7 @@
 //! - [`server`]: the HTTP endpoints on bare hyper, with graceful shutdown.
 //! - [`web_config`]: the exporter-toolkit web config file (TLS, basic auth,
 //!   headers); re-exported from the `crates/web-config` crate of the workspace.
+//! - [`onboarding`]: the `login` (device code sign-in) and `check` subcommands.
 //! - [`app`]: start-up wiring and lifecycle ([`app::Application`]).
 //! - [`logging`]: logfmt and JSON log output.
 //! - [`simulator`]: a faithful fake of Azure AD and Partner Center, for `--demo`
@@ -52,6 +53,7 @@ pub(crate) mod exposition;
 pub mod http;
 pub mod logging;
 pub(crate) mod memory;
+pub mod onboarding;
 pub(crate) mod partner_center;
 pub(crate) mod server;
 pub use partnercenter_simulator as simulator;

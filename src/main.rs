@@ -1,5 +1,5 @@
 //! The `partnercenter-exporter` binary: parse the configuration, set up logging,
-//! run the application until SIGTERM or SIGINT (SIGHUP is logged and ignored).
+//! run a subcommand (`login`, `check`) or the application until SIGTERM or SIGINT (SIGHUP is logged and ignored).
 //! A panic anywhere is logged and ends the process with a non-zero status, so the
 //! supervisor restarts it (the cache file covers the gap).
 
@@ -32,7 +32,12 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    runtime.block_on(run(config))
+    match config.subcommand {
+        Some(subcommand) => {
+            runtime.block_on(partnercenter_exporter::onboarding::run(subcommand, config))
+        }
+        None => runtime.block_on(run(config)),
+    }
 }
 
 async fn run(config: Config) -> ExitCode {

@@ -40,6 +40,7 @@ label_values! {
     /// Endpoint label values of `partnercenter_api_requests_total`.
     Endpoint {
         Token => "token",
+        DeviceCode => "devicecode",
         Customers => "customers",
         ServiceCosts => "servicecosts",
         UsageRecords => "usagerecords",

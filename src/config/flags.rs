@@ -6,6 +6,18 @@ use std::path::PathBuf;
 
 use clap::Parser;
 
+/// The subcommands (DESIGN: "Subcommands"). They take the exporter's flags, before
+/// or after their name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::Subcommand)]
+pub enum Subcommand {
+    /// Sign in once from a terminal (device code flow, with MFA) and write the
+    /// refresh token to --auth.refresh-token-file.
+    Login,
+    /// Validate the configuration, sign in, fetch a few customers' data from each
+    /// enabled collector and report what the exporter would export.
+    Check,
+}
+
 /// Raw command-line flags. Every flag also reads `PARTNERCENTER_` + its name in upper
 /// snake case.
 #[derive(Debug, Default, Parser)]
@@ -188,6 +200,9 @@ pub struct Flags {
     /// registered collector: not derived, added by [`Flags::parse_args`].
     #[arg(skip)]
     pub collectors: Vec<CollectorFlags>,
+    /// `login` or `check`; none runs the exporter.
+    #[command(subcommand)]
+    pub subcommand: Option<Subcommand>,
 }
 
 /// A collector's flags as given.
@@ -254,8 +269,26 @@ impl Flags {
                 );
             }
         }
-        let matches = command.try_get_matches_from(args)?;
-        let mut flags = Flags::from_arg_matches(&matches)?;
+        // Every flag is global, so that `login --auth.tenant …` and
+        // `--auth.tenant … login` both work.
+        let ids: Vec<clap::Id> = command
+            .get_arguments()
+            .filter(|a| !a.is_positional())
+            .map(|a| a.get_id().clone())
+            .collect();
+        for id in ids {
+            command = command.mut_arg(id, |a| a.global(true));
+        }
+        let top = command.try_get_matches_from(args)?;
+        // A subcommand's matches hold the global flags given on either side of it.
+        let subcommand = match top.subcommand_name() {
+            Some("login") => Some(Subcommand::Login),
+            Some("check") => Some(Subcommand::Check),
+            _ => None,
+        };
+        let matches = top.subcommand().map_or(&top, |(_, m)| m);
+        let mut flags = Flags::from_arg_matches(matches)?;
+        flags.subcommand = subcommand;
         flags.collectors = crate::collectors::COLLECTORS
             .iter()
             .map(|c| CollectorFlags {

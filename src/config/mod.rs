@@ -21,7 +21,7 @@ use std::time::Duration;
 use secrecy::SecretString;
 use serde::Deserialize;
 
-pub use flags::{CollectorFlags, Flags};
+pub use flags::{CollectorFlags, Flags, Subcommand};
 pub use values::{normalize_listen_address, read_secret};
 
 use file::{read_file_config, FileConfig};
@@ -170,6 +170,10 @@ pub struct Config {
     pub log_format: LogFormat,
     /// Things worth a warning once logging is up (e.g. a secret file readable by others).
     pub warnings: Vec<String>,
+    /// `login` or `check`; none runs the exporter.
+    pub subcommand: Option<Subcommand>,
+    /// `--config.file`, for the command `login` prints.
+    pub config_file: Option<PathBuf>,
 }
 
 /// A configuration error: one line naming the flag or key and the fix.
@@ -250,6 +254,12 @@ impl Config {
         )?;
         let (log_level, log_format) = log_settings(&flags)?;
         let demo = flags.demo;
+        let subcommand = flags.subcommand;
+        if demo && subcommand.is_some() {
+            return Err(ConfigError::new(
+                "--demo: login and check work on a real tenant; run them without --demo",
+            ));
+        }
         let auth = auth_config(&mut flags, file.auth, env, &mut warnings)?;
         let web_config_file = flags.web_config_file.take().or(file.web.config_file);
         Ok(Config {
@@ -265,6 +275,8 @@ impl Config {
             log_level,
             log_format,
             warnings,
+            subcommand,
+            config_file: flags.config_file.clone(),
         })
     }
 }
@@ -452,6 +464,11 @@ fn auth_config(
             )?),
             None => env.client_secret,
         };
+        if flags.subcommand == Some(Subcommand::Login) && grant != Grant::RefreshToken {
+            return Err(ConfigError::new(
+                "--auth.grant: login obtains a refresh token; use --auth.grant refresh-token (the default)",
+            ));
+        }
         match grant {
             Grant::RefreshToken => {
                 let Some(path) = auth.refresh_token_file.clone() else {
@@ -459,11 +476,14 @@ fn auth_config(
                         "--auth.refresh-token-file: required with --auth.grant refresh-token (a file holding the refresh token from the one-time consent)",
                     ));
                 };
-                auth.refresh_token = Some(read_secret_file(
-                    &path,
-                    "--auth.refresh-token-file",
-                    warnings,
-                )?);
+                // `login` writes the file: it need not exist yet.
+                if flags.subcommand != Some(Subcommand::Login) {
+                    auth.refresh_token = Some(read_secret_file(
+                        &path,
+                        "--auth.refresh-token-file",
+                        warnings,
+                    )?);
+                }
             }
             Grant::Password => {
                 if auth.username.as_deref().is_none_or(|u| u.trim().is_empty()) {

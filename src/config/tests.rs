@@ -438,3 +438,65 @@ fn lineitems_is_opt_in_except_in_the_demo() {
         "{err}"
     );
 }
+
+#[test]
+fn subcommands_take_the_flags_on_either_side() {
+    let dir = tempfile::tempdir().unwrap();
+    let token = dir
+        .path()
+        .join("absent/refresh_token")
+        .display()
+        .to_string();
+    for args in [
+        vec![
+            "login",
+            "--auth.tenant",
+            "t",
+            "--auth.client-id",
+            "c",
+            "--auth.refresh-token-file",
+            &token,
+        ],
+        vec![
+            "--auth.tenant",
+            "t",
+            "login",
+            "--auth.client-id",
+            "c",
+            "--auth.refresh-token-file",
+            &token,
+        ],
+    ] {
+        let c = Config::from_flags(flags(&args), SecretEnv::default()).unwrap();
+        assert_eq!(c.subcommand, Some(Subcommand::Login));
+        assert_eq!(
+            (c.auth.tenant.as_str(), c.auth.client_id.as_str()),
+            ("t", "c")
+        );
+        // login writes the token file; it need not exist.
+        assert!(c.auth.refresh_token.is_none());
+    }
+    let c = flags(&["check", "--no-collector.usage"]);
+    assert_eq!(c.subcommand, Some(Subcommand::Check));
+    assert!(c.collectors.iter().any(|f| f.name == "usage" && f.disable));
+    // check reads the token like the exporter.
+    let err = Config::from_flags(
+        flags(&[
+            "check",
+            "--auth.tenant",
+            "t",
+            "--auth.client-id",
+            "c",
+            "--auth.refresh-token-file",
+            &token,
+        ]),
+        SecretEnv::default(),
+    )
+    .unwrap_err();
+    assert!(
+        err.to_string().starts_with("--auth.refresh-token-file"),
+        "{err}"
+    );
+    let err = Config::from_flags(flags(&["login", "--demo"]), SecretEnv::default()).unwrap_err();
+    assert!(err.to_string().starts_with("--demo"), "{err}");
+}

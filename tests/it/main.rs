@@ -11,4 +11,5 @@ mod hardening;
 mod helpers;
 mod hostile_auth;
 mod hostile_data;
+mod onboarding;
 mod security;

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+use crate::routes::devicecode::DeviceCodeKnobs;
 use crate::util::{lock, SplitMix64};
 use crate::SimulatorConfig;
 
@@ -63,6 +64,7 @@ struct KnobState {
     usage: UsageKnobs,
     invoices: InvoiceKnobs,
     line_items: LineItemKnobs,
+    device_code: DeviceCodeKnobs,
 }
 
 /// The knobs of `GET /v1/invoices` and the summaries.
@@ -197,6 +199,7 @@ impl Knobs {
                 usage: UsageKnobs::default(),
                 invoices: InvoiceKnobs::default(),
                 line_items: LineItemKnobs::default(),
+                device_code: DeviceCodeKnobs::default(),
             }),
         }
     }
@@ -473,6 +476,15 @@ impl Knobs {
 
     pub(crate) fn token_expires_in(&self) -> Option<Value> {
         self.state().token_expires_in.clone()
+    }
+
+    /// How the device code endpoints behave (docs/partner-center.md §9).
+    pub fn set_device_code(&self, knobs: DeviceCodeKnobs) {
+        self.state().device_code = knobs;
+    }
+
+    pub(crate) fn device_code(&self) -> DeviceCodeKnobs {
+        self.state().device_code.clone()
     }
 
     pub(crate) fn token_refresh_token(&self) -> Option<String> {

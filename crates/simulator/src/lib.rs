@@ -58,6 +58,7 @@ use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
 pub use knobs::{Knobs, TokenFault};
+pub use routes::devicecode::{DeviceCodeKnobs, DeviceOutcome};
 pub use routes::invoices::SimInvoice;
 pub use routes::lineitems::MANY_SUBSCRIPTIONS;
 pub use routes::Endpoint;
@@ -210,6 +211,12 @@ impl Simulator {
         secrets.push(self.shared.creds.client_secret.clone());
         secrets.push(self.shared.creds.password.clone());
         secrets
+    }
+
+    /// When each device code poll (a token request with the device code grant)
+    /// arrived, in order: tests measure the client's gaps between polls.
+    pub fn device_code_polls(&self) -> Vec<std::time::Instant> {
+        lock(&self.shared.tokens).device.polls.clone()
     }
 
     /// From now on only the newest issued refresh token is accepted.

@@ -228,7 +228,7 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Result<Response<
     let mut resp = route(&shared, endpoint, &path, req).await;
     drop(in_flight);
 
-    if endpoint != Endpoint::Token {
+    if !matches!(endpoint, Endpoint::Token | Endpoint::DeviceCode) {
         add_partner_center_headers(&shared, &mut resp, &ids);
     }
     shared.record(LoggedRequest {

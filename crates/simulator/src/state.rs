@@ -33,6 +33,8 @@ pub struct Stats {
     pub usagerecords: u64,
     /// Requests to `/generatetoken` and `/v3/generatetoken`.
     pub generatetoken: u64,
+    /// Requests to the device code endpoints (v1 and v2).
+    pub devicecode: u64,
     /// Requests to `GET /v1/invoices`.
     pub invoices: u64,
     /// Requests to `GET /v1/invoices/summaries` and `/summary`.

@@ -33,6 +33,11 @@ pub(crate) struct TokenStore {
     refresh_cutoff: u64,
     latest_refresh_seq: u64,
     redeemed_codes: HashSet<String>,
+    /// Refresh tokens issued to a public client (the device code flow): their
+    /// redemptions must come without a client secret.
+    pub(crate) public_refresh: HashSet<String>,
+    /// The device codes handed out and the polls made with them.
+    pub(crate) device: crate::routes::devicecode::DeviceFlows,
     /// Every access and refresh token issued, for leak tests.
     pub(crate) secrets: Vec<String>,
 }
@@ -80,6 +85,8 @@ impl TokenStore {
             refresh_cutoff: 0,
             latest_refresh_seq: 0,
             redeemed_codes: HashSet::new(),
+            public_refresh: HashSet::new(),
+            device: Default::default(),
             secrets: vec![initial_refresh],
         }
     }
@@ -130,6 +137,16 @@ impl Shared {
         store.refresh.insert(token.clone(), seq);
         store.secrets.push(token.clone());
         token
+    }
+
+    /// Whether this refresh token was issued to a public client.
+    pub(crate) fn is_public_refresh(&self, token: &str) -> bool {
+        lock(&self.tokens).public_refresh.contains(token)
+    }
+
+    /// Marks a refresh token as issued to a public client.
+    pub(crate) fn mark_public_refresh(&self, token: &str) {
+        lock(&self.tokens).public_refresh.insert(token.to_owned());
     }
 
     pub(crate) fn check_refresh(&self, token: &str) -> RefreshCheck {

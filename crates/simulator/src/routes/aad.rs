@@ -18,6 +18,8 @@ use crate::codec::{aad_timestamp, read_form};
 use crate::knobs::TokenFault;
 use crate::server::{empty, full, no_store, response, set_header, Body};
 use crate::state::Shared;
+
+use super::devicecode;
 use crate::tokens::{normalize_audience, RefreshCheck, TokenKind, PC_APP_ID};
 use crate::util::{header_str, unix_now};
 use crate::Credentials;
@@ -32,15 +34,16 @@ pub(crate) enum AadVersion {
 }
 
 /// What a token request asks for, from `resource` (v1) or `scope` (v2).
-struct Target {
+#[derive(Clone)]
+pub(super) struct Target {
     /// The audience as requested (v1 echoes it in `resource`).
-    audience: String,
+    pub(super) audience: String,
     /// The `scope` to answer for App+User tokens.
-    scope: String,
-    openid: bool,
-    offline_access: bool,
+    pub(super) scope: String,
+    pub(super) openid: bool,
+    pub(super) offline_access: bool,
     /// v2 only: the scope was `<resource>/.default`.
-    default_scope: bool,
+    pub(super) default_scope: bool,
 }
 
 /// An AAD error with the fields of docs/partner-center.md §1.
@@ -89,13 +92,13 @@ struct TokenV2 {
 }
 
 /// Builds AAD errors for one token request.
-struct Aad<'a> {
-    shared: &'a Shared,
-    correlation_id: String,
+pub(super) struct Aad<'a> {
+    pub(super) shared: &'a Shared,
+    pub(super) correlation_id: String,
 }
 
 impl Aad<'_> {
-    fn error(
+    pub(super) fn error(
         &self,
         status: StatusCode,
         error: &'static str,
@@ -121,7 +124,7 @@ impl Aad<'_> {
         resp
     }
 
-    fn missing(&self, parameter: &str) -> Response<Body> {
+    pub(super) fn missing(&self, parameter: &str) -> Response<Body> {
         self.error(
             StatusCode::BAD_REQUEST,
             "invalid_request",
@@ -220,24 +223,41 @@ pub(crate) async fn token(
             ),
         );
     }
-    match form.get("client_secret") {
-        None => {
-            return aad.error(
-                StatusCode::UNAUTHORIZED,
-                "invalid_client",
-                7_000_218,
-                "The request body must contain the following parameter: 'client_assertion' or 'client_secret'.",
-            )
+    // Device code tokens belong to a public client: neither the polls nor the
+    // redemptions of their refresh tokens may carry a secret (docs/partner-center.md §9).
+    let device_grant = devicecode::is_device_grant(grant_type);
+    let public = device_grant
+        || (grant_type == "refresh_token"
+            && form
+                .get("refresh_token")
+                .is_some_and(|t| shared.is_public_refresh(t)));
+    if public {
+        if let Some(resp) = devicecode::public_client_check(&aad, &form) {
+            return resp;
         }
-        Some(secret) if secret != shared.creds.client_secret => {
-            return aad.error(
-                StatusCode::UNAUTHORIZED,
-                "invalid_client",
-                7_000_215,
-                "Invalid client secret provided. Ensure the secret being sent in the request is the client secret value, not the client secret ID.",
-            )
+    } else {
+        match form.get("client_secret") {
+            None => {
+                return aad.error(
+                    StatusCode::UNAUTHORIZED,
+                    "invalid_client",
+                    7_000_218,
+                    "The request body must contain the following parameter: 'client_assertion' or 'client_secret'.",
+                )
+            }
+            Some(secret) if secret != shared.creds.client_secret => {
+                return aad.error(
+                    StatusCode::UNAUTHORIZED,
+                    "invalid_client",
+                    7_000_215,
+                    "Invalid client secret provided. Ensure the secret being sent in the request is the client secret value, not the client secret ID.",
+                )
+            }
+            Some(_) => {}
         }
-        Some(_) => {}
+    }
+    if device_grant {
+        return devicecode::poll(&aad, version, &form);
     }
     let target = match version {
         AadVersion::V1 => match form.get("resource") {
@@ -341,6 +361,19 @@ pub(crate) async fn token(
         }
     };
 
+    answer(shared, version, target, app_only, with_refresh, public)
+}
+
+/// The token answer of `version`: an access token for `target`, and a refresh
+/// token if `with_refresh` (marked as a public client's if `public`).
+pub(super) fn answer(
+    shared: &Shared,
+    version: AadVersion,
+    target: Target,
+    app_only: bool,
+    with_refresh: bool,
+    public: bool,
+) -> Response<Body> {
     let (access_token, lifetime) = shared.issue_access(&target.audience, app_only, TokenKind::Aad);
     let refresh_token = with_refresh.then(|| {
         shared
@@ -348,6 +381,11 @@ pub(crate) async fn token(
             .token_refresh_token()
             .unwrap_or_else(|| shared.issue_refresh())
     });
+    if public {
+        if let Some(token) = &refresh_token {
+            shared.mark_public_refresh(token);
+        }
+    }
     let expires_in = shared.knobs.token_expires_in();
     let id_token = (target.openid && !app_only).then(|| fake_id_token(&shared.creds, lifetime));
     let secs = lifetime.as_secs();
@@ -389,7 +427,7 @@ pub(crate) async fn token(
 }
 
 /// Reads the v2 `scope`: at most one resource, plus OIDC scopes.
-fn parse_v2_scope(scope: &str) -> Result<Target, String> {
+pub(super) fn parse_v2_scope(scope: &str) -> Result<Target, String> {
     let mut resource: Option<String> = None;
     let mut permissions = Vec::new();
     let (mut openid, mut offline_access, mut default_scope) = (false, false, false);

@@ -1,6 +1,8 @@
 //! The routes: one module per service, and the dispatch of a request to them.
 //!
 //! - `aad`: the AAD v1 and v2 token endpoints (docs/partner-center.md §1);
+//! - `devicecode`: the AAD v1 and v2 device code endpoints and the device code
+//!   grant of the token endpoints (§9);
 //! - `generatetoken`: the legacy Partner Center token exchange (§1);
 //! - `customers`: `GET /v1/customers`, paged (§3);
 //! - `servicecosts`: `GET /v1/customers/{id}/servicecosts/{period}` (§2);
@@ -19,6 +21,7 @@
 pub(crate) mod aad;
 pub(crate) mod common;
 pub(crate) mod customers;
+pub(crate) mod devicecode;
 pub(crate) mod generatetoken;
 pub(crate) mod invoices;
 pub(crate) mod lineitems;
@@ -35,6 +38,7 @@ use crate::state::{Shared, Stats};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Endpoint {
     Token,
+    DeviceCode,
     Customers,
     ServiceCosts,
     UsageRecords,
@@ -51,6 +55,9 @@ impl Endpoint {
         let segments: Vec<&str> = path.split('/').skip(1).collect();
         match segments.as_slice() {
             [_, "oauth2", "token"] | [_, "oauth2", "v2.0", "token"] => Endpoint::Token,
+            [_, "oauth2", "devicecode"] | [_, "oauth2", "v2.0", "devicecode"] => {
+                Endpoint::DeviceCode
+            }
             ["generatetoken"] | ["v3", "generatetoken"] => Endpoint::GenerateToken,
             ["v1", "customers"] => Endpoint::Customers,
             ["v1", "customers", "usagerecords"] => Endpoint::UsageRecords,
@@ -71,14 +78,16 @@ impl Endpoint {
             | Endpoint::Invoices
             | Endpoint::InvoiceSummaries
             | Endpoint::LineItems => true,
-            Endpoint::Token | Endpoint::GenerateToken | Endpoint::Other => false,
+            Endpoint::Token | Endpoint::DeviceCode | Endpoint::GenerateToken | Endpoint::Other => {
+                false
+            }
         }
     }
 
     /// The one method the route answers; others get 405 with this in `Allow`.
     fn method(self) -> &'static str {
         match self {
-            Endpoint::Token | Endpoint::GenerateToken => "POST",
+            Endpoint::Token | Endpoint::DeviceCode | Endpoint::GenerateToken => "POST",
             Endpoint::Customers
             | Endpoint::ServiceCosts
             | Endpoint::UsageRecords
@@ -93,6 +102,7 @@ impl Endpoint {
     pub(crate) fn counter(self, stats: &mut Stats) -> Option<&mut u64> {
         match self {
             Endpoint::Token => Some(&mut stats.token),
+            Endpoint::DeviceCode => Some(&mut stats.devicecode),
             Endpoint::Customers => Some(&mut stats.customers),
             Endpoint::ServiceCosts => Some(&mut stats.servicecosts),
             Endpoint::UsageRecords => Some(&mut stats.usagerecords),
@@ -122,6 +132,12 @@ pub(crate) async fn route(
         }
         ("POST", [tenant, "oauth2", "v2.0", "token"]) => {
             aad::token(shared, tenant, aad::AadVersion::V2, headers, body).await
+        }
+        ("POST", [tenant, "oauth2", "devicecode"]) => {
+            devicecode::device_code(shared, tenant, aad::AadVersion::V1, body).await
+        }
+        ("POST", [tenant, "oauth2", "v2.0", "devicecode"]) => {
+            devicecode::device_code(shared, tenant, aad::AadVersion::V2, body).await
         }
         ("POST", ["generatetoken"]) => {
             generatetoken::generate_token(shared, false, headers, body).await

@@ -88,6 +88,9 @@ pub struct TestApp {
     sim_flags: Option<Vec<String>>,
     /// `--demo`: the exporter runs its own simulator, no secret files.
     demo: bool,
+    /// No client secret: the exporter signs in as a public client (a refresh token
+    /// from `login`).
+    public_client: bool,
     /// Flags after the ones above, in the order given.
     args: Vec<String>,
     /// The binary's whole environment (it starts with an empty one).
@@ -111,6 +114,7 @@ impl TestApp {
             sim: None,
             sim_flags: None,
             demo: false,
+            public_client: false,
             args: Vec::new(),
             env: Vec::new(),
             dir: tempfile::tempdir().expect("temporary directory"),
@@ -133,6 +137,13 @@ impl TestApp {
             demo: true,
             ..TestApp::new()
         }
+    }
+
+    /// Signs in as a public client: no `--auth.client-secret-file` (the refresh
+    /// token `login` obtains must be redeemed without a secret).
+    pub fn public_client(mut self) -> Self {
+        self.public_client = true;
+        self
     }
 
     /// The number of customers of the simulator this app starts.
@@ -261,8 +272,7 @@ impl TestApp {
             path.display().to_string()
         };
         let token = secret("refresh_token", &creds.refresh_token);
-        let client_secret = secret("client_secret", &creds.client_secret);
-        let flags = vec![
+        let mut flags = vec![
             "--partner-center.url".into(),
             sim.url(),
             "--auth.authority".into(),
@@ -271,11 +281,13 @@ impl TestApp {
             creds.tenant,
             "--auth.client-id".into(),
             creds.client_id,
-            "--auth.client-secret-file".into(),
-            client_secret,
             "--auth.refresh-token-file".into(),
             token,
         ];
+        if !self.public_client {
+            flags.push("--auth.client-secret-file".into());
+            flags.push(secret("client_secret", &creds.client_secret));
+        }
         self.sim_flags = Some(flags);
     }
 
