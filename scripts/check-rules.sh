@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Static checks and unit tests of the Prometheus rules in prometheus/:
-#   - promtool check rules    (syntax, PromQL, templates) of every rule file
+#   - promtool check rules    (syntax, PromQL, templates, duplicate rules) of every rule file
 #   - promtool check config   of the example Prometheus configuration
 #   - promtool test rules     (each alert firing and not firing)
 # Needs promtool on PATH (Debian/Ubuntu: apt-get install prometheus).
@@ -22,10 +22,10 @@ if [ ${#rule_files[@]} -eq 0 ] || [ ${#test_files[@]} -eq 0 ]; then
 fi
 
 echo "== promtool check rules"
-promtool check rules "${rule_files[@]}"
+promtool check rules --lint-fatal "${rule_files[@]}"
 
 echo "== promtool check config"
-promtool check config prometheus/prometheus.example.yml
+promtool check config --lint-fatal prometheus/prometheus.example.yml
 
 echo "== promtool test rules"
 promtool test rules "${test_files[@]}"
