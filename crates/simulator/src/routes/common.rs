@@ -147,6 +147,25 @@ impl Shared {
     }
 }
 
+/// What the service-costs routes check first: an App+User token, and the one
+/// billing period there is, `MostRecent` in any case (docs/partner-center.md §2, §8).
+/// The error is the response to send.
+pub(crate) fn most_recent_gate(
+    shared: &Shared,
+    headers: &HeaderMap,
+    period: &str,
+) -> Result<(), Box<Response<Body>>> {
+    shared.app_user_gate(headers)?;
+    if !period.eq_ignore_ascii_case("MostRecent") {
+        return Err(Box::new(shared.pc_error(
+            StatusCode::BAD_REQUEST,
+            Value::from(400),
+            "Invalid billing period. The only supported value is MostRecent.",
+        )));
+    }
+    Ok(())
+}
+
 /// The status a knob forces: 401 → the documented MFA body, 403 → the documented
 /// no-relationship body, 429 → the documented throttled body, others → a Partner
 /// Center error (statuses below 200 count as 500).

@@ -11,7 +11,7 @@ use http::{HeaderMap, Response, StatusCode};
 use serde_json::{json, Value};
 
 use crate::codec::amount;
-use crate::routes::common::{forced_status, Attributes, Link, PageLinks};
+use crate::routes::common::{forced_status, most_recent_gate, Attributes, Link, PageLinks};
 use crate::server::{Body, JSON_UTF8};
 use crate::state::{Directory, Shared};
 use crate::synthetic::{currency_symbol, guid, round2, Entry, Period, SimCosts, SimDetail};
@@ -39,15 +39,8 @@ pub(crate) fn line_items(
     id: &str,
     period: &str,
 ) -> Response<Body> {
-    if let Err(resp) = shared.app_user_gate(headers) {
+    if let Err(resp) = most_recent_gate(shared, headers, period) {
         return *resp;
-    }
-    if !period.eq_ignore_ascii_case("MostRecent") {
-        return shared.pc_error(
-            StatusCode::BAD_REQUEST,
-            Value::from(400),
-            "Invalid billing period. The only supported value is MostRecent.",
-        );
     }
     let key = id.to_ascii_lowercase();
     let (status, body, forced) = shared.knobs.line_items(&key);

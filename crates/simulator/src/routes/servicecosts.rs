@@ -14,7 +14,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::codec::amount;
-use crate::routes::common::{forced_status, Attributes, Link};
+use crate::routes::common::{forced_status, most_recent_gate, Attributes, Link};
 use crate::server::{response, Body, JSON_UTF8};
 use crate::state::Shared;
 use crate::synthetic::{currency_symbol, round2, Period, SimCosts, SimDetail};
@@ -84,15 +84,8 @@ pub(crate) async fn service_costs(
     id: &str,
     period: &str,
 ) -> Response<Body> {
-    if let Err(resp) = shared.app_user_gate(headers) {
+    if let Err(resp) = most_recent_gate(shared, headers, period) {
         return *resp;
-    }
-    if !period.eq_ignore_ascii_case("MostRecent") {
-        return shared.pc_error(
-            StatusCode::BAD_REQUEST,
-            Value::from(400),
-            "Invalid billing period. The only supported value is MostRecent.",
-        );
     }
     let key = id.to_ascii_lowercase();
     let faults = shared.knobs.customer_faults(&key);
