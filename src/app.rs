@@ -171,7 +171,10 @@ impl Application {
             telemetry,
             config.telemetry_path.clone(),
             web.as_ref(),
-            runners.iter().map(|r| (r.name(), r.interval())).collect(),
+            runners
+                .iter()
+                .map(|r| (r.name(), r.interval(), r.plan()))
+                .collect(),
         ));
         let schedule = runners
             .iter()

@@ -384,6 +384,8 @@ pub enum PollOutcome {
 pub trait Runner: Send + Sync {
     fn name(&self) -> &'static str;
     fn interval(&self) -> Duration;
+    /// What the collector fetches per run: its progress counts customers or requests.
+    fn plan(&self) -> Plan;
     /// Runs the collector once, now (tests drive runs with it).
     fn poll_once(&self) -> Pin<Box<dyn Future<Output = PollOutcome> + Send + '_>>;
 }
@@ -425,6 +427,10 @@ impl<C: Collector> Runner for Scheduler<C> {
 
     fn interval(&self) -> Duration {
         self.interval
+    }
+
+    fn plan(&self) -> Plan {
+        C::PLAN
     }
 
     fn poll_once(&self) -> Pin<Box<dyn Future<Output = PollOutcome> + Send + '_>> {

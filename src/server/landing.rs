@@ -10,6 +10,7 @@ use crate::collectors::customers::Customers;
 use crate::collectors::invoices::{Billing, Invoices};
 use crate::collectors::servicecosts::ServiceCosts;
 use crate::collectors::usage::Usage;
+use crate::collectors::Plan;
 use crate::snapshot::Snapshot;
 use crate::telemetry::RunStatus;
 
@@ -20,6 +21,8 @@ const LANDING_ROWS: usize = 1000;
 pub struct CollectorView<'a> {
     pub name: &'a str,
     pub interval: Duration,
+    /// Whether its progress counts customers or requests.
+    pub plan: Plan,
     pub status: RunStatus,
 }
 
@@ -95,14 +98,9 @@ pub fn landing_html(
     out.push_str("<h2>Collectors</h2>\n<table><tr><th>Collector</th><th>Every</th><th>State</th><th>Last fully successful run</th><th>Runs (ok / partial / failed)</th></tr>\n");
     for c in collectors {
         let s = &c.status;
-        let per_customer = [
-            crate::collectors::servicecosts::NAME,
-            crate::collectors::lineitems::NAME,
-        ];
-        let unit = if per_customer.contains(&c.name) {
-            "customers"
-        } else {
-            "requests"
+        let unit = match c.plan {
+            Plan::EachCustomer => "customers",
+            Plan::Partner => "requests",
         };
         let state = if s.in_progress {
             format!(
@@ -339,6 +337,7 @@ mod tests {
         CollectorView {
             name: "servicecosts",
             interval: Duration::from_secs(3600),
+            plan: Plan::EachCustomer,
             status,
         }
     }

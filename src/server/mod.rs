@@ -59,8 +59,8 @@ pub struct ServerState {
     pub ready: AtomicBool,
     pub basic_auth: Option<BasicAuth>,
     pub extra_headers: Vec<(header::HeaderName, HeaderValue)>,
-    /// The enabled collectors and their intervals, for the landing page.
-    pub collectors: Vec<(&'static str, Duration)>,
+    /// The enabled collectors, their intervals and plans, for the landing page.
+    pub collectors: Vec<(&'static str, Duration, crate::collectors::Plan)>,
 }
 
 impl ServerState {
@@ -69,7 +69,7 @@ impl ServerState {
         telemetry: Arc<Telemetry>,
         telemetry_path: String,
         web: Option<&WebConfig>,
-        collectors: Vec<(&'static str, Duration)>,
+        collectors: Vec<(&'static str, Duration, crate::collectors::Plan)>,
     ) -> ServerState {
         ServerState {
             shared,
@@ -357,9 +357,10 @@ fn landing(state: &ServerState) -> Response<Body> {
     let collectors: Vec<CollectorView> = state
         .collectors
         .iter()
-        .map(|(name, interval)| CollectorView {
+        .map(|(name, interval, plan)| CollectorView {
             name,
             interval: *interval,
+            plan: *plan,
             status: state.telemetry.run_status(name),
         })
         .collect();

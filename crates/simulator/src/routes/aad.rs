@@ -14,7 +14,7 @@ use serde::Serialize;
 use serde_json::Value;
 use uuid::Uuid;
 
-use crate::codec::{aad_timestamp, read_form};
+use crate::codec::{aad_timestamp, read_form, Form};
 use crate::knobs::TokenFault;
 use crate::server::{empty, full, no_store, response, set_header, Body};
 use crate::state::Shared;
@@ -124,6 +124,26 @@ impl Aad<'_> {
         resp
     }
 
+    /// The form's `client_id`, which must be the app's: AADSTS900144 when absent,
+    /// AADSTS700016 for another app. The error is the response to send.
+    pub(super) fn known_client(&self, form: &Form) -> Result<(), Box<Response<Body>>> {
+        let Some(client_id) = form.get("client_id") else {
+            return Err(Box::new(self.missing("client_id")));
+        };
+        if client_id.eq_ignore_ascii_case(&self.shared.creds.client_id) {
+            return Ok(());
+        }
+        Err(Box::new(self.error(
+            StatusCode::BAD_REQUEST,
+            "unauthorized_client",
+            700_016,
+            &format!(
+                "Application with identifier '{client_id}' was not found in the directory '{}'.",
+                self.shared.creds.tenant
+            ),
+        )))
+    }
+
     pub(super) fn missing(&self, parameter: &str) -> Response<Body> {
         self.error(
             StatusCode::BAD_REQUEST,
@@ -209,19 +229,8 @@ pub(crate) async fn token(
     let Some(grant_type) = form.get("grant_type") else {
         return aad.missing("grant_type");
     };
-    let Some(client_id) = form.get("client_id") else {
-        return aad.missing("client_id");
-    };
-    if !client_id.eq_ignore_ascii_case(&shared.creds.client_id) {
-        return aad.error(
-            StatusCode::BAD_REQUEST,
-            "unauthorized_client",
-            700_016,
-            &format!(
-                "Application with identifier '{client_id}' was not found in the directory '{}'.",
-                shared.creds.tenant
-            ),
-        );
+    if let Err(resp) = aad.known_client(&form) {
+        return *resp;
     }
     // Device code tokens belong to a public client: neither the polls nor the
     // redemptions of their refresh tokens may carry a secret (docs/partner-center.md §9).

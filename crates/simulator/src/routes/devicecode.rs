@@ -150,19 +150,8 @@ pub(crate) async fn device_code(
         Ok(form) => form,
         Err(status) => return empty(status),
     };
-    let Some(client_id) = form.get("client_id") else {
-        return aad.missing("client_id");
-    };
-    if !client_id.eq_ignore_ascii_case(&shared.creds.client_id) {
-        return aad.error(
-            StatusCode::BAD_REQUEST,
-            "unauthorized_client",
-            700_016,
-            &format!(
-                "Application with identifier '{client_id}' was not found in the directory '{}'.",
-                shared.creds.tenant
-            ),
-        );
+    if let Err(resp) = aad.known_client(&form) {
+        return *resp;
     }
     let target = match version {
         AadVersion::V1 => match form.get("resource") {
