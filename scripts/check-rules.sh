@@ -3,13 +3,19 @@
 #   - promtool check rules    (syntax, PromQL, templates, duplicate rules) of every rule file
 #   - promtool check config   of the example Prometheus configuration
 #   - promtool test rules     (each alert firing and not firing)
-# Needs promtool on PATH (Debian/Ubuntu: apt-get install prometheus).
+#   - amtool check-config     of the example Alertmanager configuration
+# Needs promtool and amtool on PATH (Debian/Ubuntu: apt-get install prometheus
+# prometheus-alertmanager).
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
 
 if ! command -v promtool >/dev/null 2>&1; then
     echo "check-rules: promtool not found on PATH (Debian/Ubuntu: apt-get install prometheus)" >&2
+    exit 1
+fi
+if ! command -v amtool >/dev/null 2>&1; then
+    echo "check-rules: amtool not found on PATH (Debian/Ubuntu: apt-get install prometheus-alertmanager)" >&2
     exit 1
 fi
 
@@ -29,5 +35,8 @@ promtool check config --lint-fatal prometheus/prometheus.example.yml
 
 echo "== promtool test rules"
 promtool test rules "${test_files[@]}"
+
+echo "== amtool check-config"
+amtool check-config prometheus/alertmanager.example.yml
 
 echo "check-rules: all passed"

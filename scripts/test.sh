@@ -2,7 +2,8 @@
 # The one command that sets up and runs every test of partnercenter-exporter.
 #
 # Installs what the tests need when it is missing (Debian's prometheus package for
-# promtool and a real Prometheus server; Python tools for the deployment checks),
+# promtool and a real Prometheus server, prometheus-alertmanager for a real
+# Alertmanager and amtool; Python tools for the deployment checks),
 # then runs formatting and lint checks, the Rust tests (unit, property and
 # integration tests against the simulator), the alert-rule tests, the dashboard
 # drift test against a real Prometheus, and the deployment checks.
@@ -14,12 +15,16 @@ step() { printf '\n==> %s\n' "$*"; }
 need_apt=()
 command -v promtool >/dev/null 2>&1 || need_apt+=(prometheus)
 command -v prometheus >/dev/null 2>&1 || need_apt+=(prometheus)
+command -v amtool >/dev/null 2>&1 || need_apt+=(prometheus-alertmanager)
+command -v prometheus-alertmanager >/dev/null 2>&1 || need_apt+=(prometheus-alertmanager)
 if [ "${#need_apt[@]}" -gt 0 ]; then
+  # One name once each (both checks of a package may have added it).
+  mapfile -t need_apt < <(printf '%s\n' "${need_apt[@]}" | sort -u)
   step "installing ${need_apt[*]}"
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
-  # The package's service is not needed: tests start their own server.
-  apt-get install -y -qq --no-install-recommends prometheus >/dev/null
+  # The packages' services are not needed: tests start their own servers.
+  apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null
 fi
 
 step "cargo fmt --check"

@@ -2,6 +2,7 @@
 //! the simulated Azure AD and Partner Center over loopback.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod alerting;
 mod api;
 mod billing;
 mod collectors;

@@ -12,7 +12,10 @@
 //!   and `InProcess` are the two kinds of exporter.
 //! - [`metrics`]: a parser of the Prometheus text format ([`Metrics`]) and cheap
 //!   line scans for large expositions ([`metrics::sample`], [`metrics::count_series`]).
-//! - [`prometheus`]: a real Prometheus server and `promtool check metrics`.
+//! - [`prometheus`]: a real Prometheus server (scraping, evaluating rule files,
+//!   sending alerts) and `promtool check metrics`.
+//! - [`alertmanager`]: a real Alertmanager, `amtool`, and a webhook receiver that
+//!   records the notifications Alertmanager delivers.
 //! - [`certs`]: a throw-away CA and the leaves it issues, and rustls clients that
 //!   trust it.
 //! - [`host`]: what a test needs from the machine: free loopback ports, programs
@@ -27,6 +30,7 @@
 // `Result` would be turned into anyway: unwrap and expect are the clearer form here.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+pub mod alertmanager;
 #[cfg(feature = "exporter")]
 pub mod app;
 pub mod certs;
@@ -35,6 +39,7 @@ pub mod logs;
 pub mod metrics;
 pub mod prometheus;
 
+pub use alertmanager::{Alertmanager, Notification, WebhookReceiver};
 #[cfg(feature = "exporter")]
 pub use app::{
     exporter_binary, finished, redeem_refresh_token, run_to_exit, simulator, Binary, InProcess,

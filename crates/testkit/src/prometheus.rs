@@ -2,6 +2,7 @@
 //! test serves, and `promtool check metrics` on an exposition.
 
 use std::io::Write;
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -22,16 +23,38 @@ impl Prometheus {
     /// by two spaces) and a 1 s scrape interval, and waits until it is ready (at
     /// most 30 s).
     pub async fn start(scrape_configs: &str) -> Prometheus {
+        Prometheus::start_with(scrape_configs, &[], None).await
+    }
+
+    /// As [`start`](Prometheus::start), with `rule_files` loaded and evaluated
+    /// every second, and alerts sent to the Alertmanager at `alertmanager`
+    /// (`host:port`) when one is given.
+    pub async fn start_with(
+        scrape_configs: &str,
+        rule_files: &[PathBuf],
+        alertmanager: Option<&str>,
+    ) -> Prometheus {
         crate::install_crypto_provider();
         let binary = find_on_path("prometheus")
             .expect("the prometheus server is required (scripts/test.sh installs Debian's prometheus package)");
         let dir = tempfile::tempdir().unwrap();
         let config = dir.path().join("prometheus.yml");
-        std::fs::write(
-            &config,
-            format!("global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\nscrape_configs:\n{scrape_configs}"),
-        )
-        .unwrap();
+        let mut text = String::from(
+            "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\n  evaluation_interval: 1s\n",
+        );
+        if !rule_files.is_empty() {
+            text.push_str("rule_files:\n");
+            for file in rule_files {
+                text.push_str(&format!("  - {}\n", file.display()));
+            }
+        }
+        if let Some(target) = alertmanager {
+            text.push_str(&format!(
+                "alerting:\n  alertmanagers:\n    - static_configs:\n        - targets: ['{target}']\n"
+            ));
+        }
+        text.push_str(&format!("scrape_configs:\n{scrape_configs}"));
+        std::fs::write(&config, text).unwrap();
         let port = free_port();
         let child = Command::new(binary)
             .arg(format!("--config.file={}", config.display()))
