@@ -39,7 +39,7 @@ cargo build --locked --release
 step "cargo test"
 cargo test --locked --release --workspace 2>&1 | tee target/test-output.txt
 
-step "alert and recording rules (promtool check + promtool test)"
+step "alert and recording rules (promtool check + promtool test), Alertmanager example (amtool check-config)"
 scripts/check-rules.sh
 
 step "dashboards and rules against a real Prometheus scraping the exporter (drift test)"

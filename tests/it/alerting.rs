@@ -82,11 +82,12 @@ async fn a_customer_over_its_budgets_is_notified_through_alertmanager_and_one_un
     assert!(with_costs.len() >= 2, "{customers:?}");
     let (over, under) = (with_costs[0].id.clone(), with_costs[1].id.clone());
     let (over_name, under_name) = ("Over Budget Traders", "Within Budget Works");
-    // Partner Center's usage budget: 150.25 of 100 USD used, and 30 of 100.
+    // Partner Center's usage budget: 150.25 of 100 USD used, and 5 of 100 (under
+    // it, and not trending over it on any day of a month: 5 × 31 / 3 < 100).
     sim.knobs()
         .set_usage_record(&over, Some(usage_record(&over, over_name, 150.25, 100.0)));
     sim.knobs()
-        .set_usage_record(&under, Some(usage_record(&under, under_name, 30.0, 100.0)));
+        .set_usage_record(&under, Some(usage_record(&under, under_name, 5.0, 100.0)));
     for c in customers.iter().filter(|c| c.id != over && c.id != under) {
         sim.knobs().set_usage_record(&c.id, Some(Value::Null));
     }
@@ -206,7 +207,7 @@ async fn a_customer_over_its_budgets_is_notified_through_alertmanager_and_one_un
         ))
         .await;
     assert_eq!(ratio.len(), 1, "{ratio:?}");
-    assert_eq!(ratio[0]["value"][1], "0.3");
+    assert_eq!(ratio[0]["value"][1], "0.05");
     tokio::time::sleep(Duration::from_secs(5)).await;
     let firing = prometheus
         .query(&format!("ALERTS{{customer_id=\"{under}\"}}"))
