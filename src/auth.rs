@@ -12,7 +12,9 @@
 //! Errors that need a human (`invalid_grant`, `interaction_required`,
 //! `invalid_client`, …) are latched for the rest of the poll: at most one token
 //! request per poll reaches Azure AD, however many customers are waiting. Transient
-//! errors (5xx, `temporarily_unavailable`, timeouts) are retried with backoff.
+//! errors (5xx, 429, `temporarily_unavailable`, timeouts) are retried with backoff,
+//! waiting at least the answer's `Retry-After`, within the same per-call budget as
+//! Partner Center's requests (`http::retry`).
 //!
 //! A 401 from Partner Center renews the token at most once per token generation.
 //! Every token carries its generation G (1 for the first token, then 2, …). The first
@@ -35,7 +37,7 @@ use backon::Retryable;
 use secrecy::{ExposeSecret, SecretString};
 
 use crate::config::{AadEndpoint, AuthConfig, Grant};
-use crate::http::retry::Backoff;
+use crate::http::retry::{Backoff, RetryAfter, RetryBudget};
 use crate::http::{read_body_limited, ReadError, TransportError};
 use crate::partner_center::model::{parse_json, AadErrorBody, TokenResponse};
 use crate::telemetry::{AuthFailureReason, Endpoint, Telemetry};
@@ -346,21 +348,27 @@ impl Authenticator {
     }
 
     async fn sign_in(&self) -> Result<AccessToken, AuthError> {
+        let mut budget = RetryBudget::of(&self.backoff);
         let aad = (|| self.request_aad_token())
             .retry(self.backoff.clone())
-            .when(AuthError::is_transient)
-            .notify(|err, wait| {
-                tracing::debug!(error = %err, wait = ?wait, "token request failed; retrying");
+            .when(|failed: &Failed| failed.error.is_transient())
+            .adjust(|failed, wait| budget.next_wait(wait, failed.retry_after))
+            .notify(|failed, wait| {
+                tracing::debug!(error = %failed.error, wait = ?wait, "token request failed; retrying");
             })
             .await
+            .map_err(|failed| failed.error)
             .inspect_err(|err| self.telemetry.auth_failure(err.reason()))?;
         if !self.config.csp_token_exchange {
             return Ok(aad);
         }
+        let mut budget = RetryBudget::of(&self.backoff);
         (|| self.exchange(&aad))
             .retry(self.backoff.clone())
-            .when(AuthError::is_transient)
+            .when(|failed: &Failed| failed.error.is_transient())
+            .adjust(|failed, wait| budget.next_wait(wait, failed.retry_after))
             .await
+            .map_err(|failed| failed.error)
             .inspect_err(|err| self.telemetry.auth_failure(err.reason()))
     }
 
@@ -373,7 +381,7 @@ impl Authenticator {
     }
 
     #[tracing::instrument(name = "token", skip(self), fields(grant = ?self.config.grant, endpoint = ?self.config.endpoint))]
-    async fn request_aad_token(&self) -> Result<AccessToken, AuthError> {
+    async fn request_aad_token(&self) -> Result<AccessToken, Failed> {
         let refresh_token = self.refresh_token.lock().ok().and_then(|t| t.clone());
         let mut form: Vec<(&str, &str)> = vec![("client_id", &self.config.client_id)];
         match self.config.endpoint {
@@ -411,10 +419,11 @@ impl Authenticator {
             Err(e) => {
                 self.telemetry
                     .observe_request(Endpoint::Token, None, started.elapsed());
-                return Err(AuthError::Transport(TransportError::of(&e)));
+                return Err(AuthError::Transport(TransportError::of(&e)).into());
             }
         };
         let status = response.status();
+        let retry_after = RetryAfter::from_headers(response.headers());
         let body = read_body_limited(response, MAX_TOKEN_BODY).await;
         self.telemetry
             .observe_request(Endpoint::Token, Some(status.as_u16()), started.elapsed());
@@ -433,22 +442,23 @@ impl Authenticator {
         }
         let error: AadErrorBody = parse_json(&body).unwrap_or_default();
         let code = error.aadsts_code();
-        match error.error {
+        let error = match error.error {
             Some(e) if e == "temporarily_unavailable" || status.is_server_error() => {
-                Err(AuthError::Unavailable(e))
+                AuthError::Unavailable(e)
             }
-            Some(e) => Err(AuthError::Refused { error: e, code }),
+            Some(e) => AuthError::Refused { error: e, code },
             None if status.is_server_error() || status.as_u16() == 429 => {
-                Err(AuthError::Unusable(format!("HTTP {}", status.as_u16())))
+                AuthError::Unusable(format!("HTTP {}", status.as_u16()))
             }
-            None => Err(AuthError::Refused {
+            None => AuthError::Refused {
                 error: format!("HTTP {}", status.as_u16()),
                 code,
-            }),
-        }
+            },
+        };
+        Err(Failed { error, retry_after })
     }
 
-    async fn exchange(&self, aad: &AccessToken) -> Result<AccessToken, AuthError> {
+    async fn exchange(&self, aad: &AccessToken) -> Result<AccessToken, Failed> {
         let started = Instant::now();
         let sent = self
             .http
@@ -463,10 +473,11 @@ impl Authenticator {
             Err(e) => {
                 self.telemetry
                     .observe_request(Endpoint::GenerateToken, None, started.elapsed());
-                return Err(AuthError::Transport(TransportError::of(&e)));
+                return Err(AuthError::Transport(TransportError::of(&e)).into());
             }
         };
         let status = response.status();
+        let retry_after = RetryAfter::from_headers(response.headers());
         let body = read_body_limited(response, MAX_TOKEN_BODY).await;
         self.telemetry.observe_request(
             Endpoint::GenerateToken,
@@ -475,13 +486,13 @@ impl Authenticator {
         );
         let body = body.map_err(unreadable)?;
         if status.is_server_error() || status.as_u16() == 429 {
-            return Err(AuthError::Unusable(format!(
-                "generatetoken HTTP {}",
-                status.as_u16()
-            )));
+            return Err(Failed {
+                error: AuthError::Unusable(format!("generatetoken HTTP {}", status.as_u16())),
+                retry_after,
+            });
         }
         if !status.is_success() {
-            return Err(AuthError::Exchange(status.as_u16()));
+            return Err(AuthError::Exchange(status.as_u16()).into());
         }
         let parsed: TokenResponse =
             parse_json(&body).map_err(|e| AuthError::Unusable(e.to_string()))?;
@@ -549,6 +560,23 @@ fn lifetime(expires_in: Option<&crate::partner_center::model::StringOrNumber>) -
 }
 
 /// A token answer's body that was not read.
+/// One token request's failure, with the `Retry-After` its answer carried: the
+/// retry loop waits at least that long before the next try.
+#[derive(Debug)]
+struct Failed {
+    error: AuthError,
+    retry_after: Option<RetryAfter>,
+}
+
+impl From<AuthError> for Failed {
+    fn from(error: AuthError) -> Failed {
+        Failed {
+            error,
+            retry_after: None,
+        }
+    }
+}
+
 fn unreadable(e: ReadError) -> AuthError {
     match e {
         ReadError::TooLarge => {

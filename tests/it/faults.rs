@@ -209,6 +209,49 @@ async fn the_token_endpoint_down_for_a_poll_keeps_the_data() {
 }
 
 #[tokio::test]
+async fn azure_ads_retry_after_is_waited_for_within_the_calls_budget() {
+    // The in-process exporter's backoff waits 20 to 200 ms, 3 s in all per call;
+    // `temporarily_unavailable` comes with `Retry-After: 1`.
+    let exporter = TestApp::new().customers(2).start_in_process().await;
+    let sim = exporter.sim();
+    sim.expire_access_tokens();
+    sim.knobs()
+        .set_token_fault(TokenFault::TemporarilyUnavailable);
+    let logged = sim.request_log().len();
+    let (result, _) = exporter.poll().await;
+    assert_eq!(result, "failure");
+    let tries: Vec<Instant> = sim.request_log()[logged..]
+        .iter()
+        .filter(|r| r.endpoint == partnercenter_exporter::simulator::Endpoint::Token)
+        .map(|r| r.at)
+        .collect();
+    // Each wait is at least the second asked for, and the 3 s budget pays for
+    // three of them: four tries, not the five the backoff alone would make in
+    // under a second.
+    assert_eq!(tries.len(), 4, "{tries:?}");
+    for pair in tries.windows(2) {
+        let gap = pair[1] - pair[0];
+        assert!(
+            gap >= Duration::from_millis(990),
+            "{gap:?} between two tries"
+        );
+    }
+    let m = exporter.metrics().await;
+    assert_eq!(
+        m.get(
+            "partnercenter_auth_failures_total",
+            &[("reason", "temporarily_unavailable")]
+        ),
+        Some(1.0),
+        "{}",
+        m.text
+    );
+    sim.knobs().set_token_fault(TokenFault::None);
+    assert_eq!(exporter.poll().await.0, "success");
+    exporter.stop().await;
+}
+
+#[tokio::test]
 async fn invalid_grant_asks_once_per_poll_logs_once_and_keeps_serving() {
     let exporter = TestApp::new()
         .customers(5)
