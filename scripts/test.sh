@@ -2,10 +2,11 @@
 # The one command that sets up and runs every test of partnercenter-exporter.
 #
 # Installs what the tests need when it is missing (Debian's prometheus package for
-# promtool and a real Prometheus server; Python tools for the deployment checks),
-# then runs formatting and lint checks, the Rust tests (unit, property and
-# integration tests against the simulator), the alert-rule tests, the dashboard
-# drift test against a real Prometheus, and the deployment checks.
+# promtool and a real Prometheus server; Python tools for the deployment checks and
+# the dashboards' generator), then runs formatting and lint checks, the Rust tests
+# (unit, property and integration tests against the simulator), the alert-rule
+# tests, the check that the dashboards are generated from their source, the
+# dashboard drift test against a real Prometheus, and the deployment checks.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -36,6 +37,9 @@ cargo test --locked --release --workspace 2>&1 | tee target/test-output.txt
 
 step "alert and recording rules (promtool check + promtool test)"
 scripts/check-rules.sh
+
+step "dashboards are generated from dashboards/src (gen-dashboards --check)"
+scripts/gen-dashboards --check
 
 step "dashboards and rules against a real Prometheus scraping the exporter (drift test)"
 python3 tests/checks/drift_test.py target/release/partnercenter-exporter
