@@ -1,6 +1,7 @@
 """The "Partner Center exporter – Health" dashboard: is the exporter doing its job.
 
-Per instance: up, version, polls and sign-in failures; requests to Azure AD
+Per instance: up, version, polls and sign-in failures; each collector's last
+success, run duration and the progress of a running one; requests to Azure AD
 and Partner Center; per-customer data freshness and fetch status; the process.
 """
 
@@ -21,6 +22,11 @@ NEVER = {"0": ("never", "red")}
 def per_collector(metric):
     """A collector gauge per instance and collector (replicas stay apart)."""
     return "max by (instance, collector) (%s{%s})" % (metric, SCRAPE)
+
+
+#: Share of the running (or last) run's targets that are done.
+PROGRESS = "%s / %s" % (per_collector("partnercenter_poll_targets_done"),
+                        "max by (instance, collector) (partnercenter_poll_targets{%s} > 0)" % SCRAPE)
 
 
 def fixed_text(panel):
@@ -94,12 +100,44 @@ def polls(layout):
                .thresholds(thresholds("green", (10800, "orange"), (21600, "red"))), 8, 8)
 
 
+def collectors(layout):
+    layout.row("Collectors")
+    layout.add(data_table(
+        "Collectors: last run and progress",
+        "Each collector per instance: when its last fully successful run ended, how long its last complete run "
+        "took, whether a run is going now, and that run's progress (for an idle collector, its last run's): "
+        "targets done of the targets it has to fetch (customers, or requests for the partner-level collectors).",
+        rows(per_collector("partnercenter_poll_last_success_timestamp_seconds") + " * 1000",
+             per_collector("partnercenter_poll_duration_seconds"),
+             per_collector("partnercenter_poll_in_progress"),
+             PROGRESS,
+             per_collector("partnercenter_poll_targets_done"),
+             per_collector("partnercenter_poll_targets")),
+        [("collector", "Collector"), ("instance", "Instance"), ("Value #A", "Last success"),
+         ("Value #B", "Last run took"), ("Value #C", "Running"), ("Value #D", "Progress"), ("Value #E", "Done"),
+         ("Value #F", "Targets")],
+        "Collector", desc=False,
+        overrides=[("Last success", [prop("unit", "dateTimeFromNow"), prop("mappings", [value_map(NEVER)])]),
+                   unit_cells("Last run took", "s"),
+                   mapped_cells("Running", POLL_STATE),
+                   ("Progress", [prop("unit", "percentunit"), prop("decimals", 0), prop("min", 0), prop("max", 1),
+                                 prop("custom.cellOptions", {"type": "gauge", "mode": "basic"}),
+                                 prop("color", {"mode": "fixed", "fixedColor": "blue"})])]), 16, 8)
+    layout.add(time_series("Run progress",
+                           "Share of its targets that each collector's current (or last) run has fetched, over "
+                           "time: a running collector climbs to 100 %; a long run under the rate limit climbs "
+                           "slowly.",
+                           [query(PROGRESS, "{{instance}} {{collector}}")], unit="percentunit", step=True)
+               .min(0).max(1), 8, 8)
+
+
 def api(layout):
     layout.row("Partner Center API")
     layout.add(time_series("API requests per minute by endpoint and status code",
-                           "HTTP requests to Azure AD (token) and Partner Center (customers, servicecosts, "
-                           "generatetoken) per minute, by status code (`error` = no response). Compare with "
-                           "--poll.rate-limit; 429 means Partner Center throttled the exporter.",
+                           "HTTP requests to Azure AD (token, devicecode) and Partner Center (customers, "
+                           "servicecosts, usagerecords, invoices, invoicesummaries, lineitems, generatetoken) per "
+                           "minute, by status code (`error` = no response). Compare with --poll.rate-limit; 429 "
+                           "means Partner Center throttled the exporter.",
                            [query("sum by (endpoint, code) (rate(partnercenter_api_requests_total{%s}"
                                   "[$__rate_interval])) * 60" % SCRAPE, "{{endpoint}} {{code}}")],
                            unit="reqpm", step=False), 12, 8)
@@ -154,8 +192,8 @@ def process(layout):
 
 def dashboard():
     dash = (new_dashboard("Partner Center exporter – Health", HEALTH_UID,
-                          "Health of partnercenter-exporter: polls, Partner Center and Azure AD requests, sign-in "
-                          "failures, per-customer data freshness.",
+                          "Health of partnercenter-exporter: polls, collectors, Partner Center and Azure AD requests, "
+                          "sign-in failures, per-customer data freshness.",
                           ["exporter"], "1m")
             .time("now-24h", "now")
             .with_variable(datasource_variable())
@@ -168,6 +206,7 @@ def dashboard():
     layout = Layout(dash)
     exporter(layout)
     polls(layout)
+    collectors(layout)
     api(layout)
     process(layout)
     return dash
