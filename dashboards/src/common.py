@@ -244,10 +244,11 @@ def with_period(costs):
 
 #: The usage estimate per customer and currency.
 USAGE_ESTIMATE = 'max by (customer_id, currency) (partnercenter_usage_cost_estimate{currency=~"$currency"})'
-#: The Partner Center budget per customer and currency (customers with one only).
-USAGE_BUDGET = 'max by (customer_id, currency) (partnercenter_usage_budget{currency=~"$currency"})'
+#: The Partner Center budget per customer and currency: customers with one
+#: above 0 only, as in the alert rules.
+USAGE_BUDGET = 'max by (customer_id, currency) (partnercenter_usage_budget{currency=~"$currency"} > 0)'
 #: The currency of each customer's Partner Center budget (value 1).
-USAGE_BUDGET_CURRENCY = 'group by (customer_id, currency) (partnercenter_usage_budget{currency=~"$currency"})'
+USAGE_BUDGET_CURRENCY = 'group by (customer_id, currency) (partnercenter_usage_budget{currency=~"$currency"} > 0)'
 #: Days in the calendar month ÷ the day of the month (UTC): 31 on the 1st of a
 #: 31-day month, 1 on its last day.
 MONTH_FACTOR = "(days_in_month() / day_of_month())"
@@ -295,7 +296,8 @@ BILLING_PROJECTION = ("Linear projection: after-tax spend × billing-period leng
                       "hundreds; never below the actual spend).")
 #: How the usage projection works.
 USAGE_PROJECTION_NOTE = ("Linear projection: estimate × days in the month ÷ day of the month (UTC), "
-                         "as the alert rules compute it.")
+                         "as the alert rules compute it; on the 1st that is 28 to 31 times the estimate, so it "
+                         "overestimates early in the month.")
 #: What the usage estimate is.
 USAGE_ESTIMATE_NOTE = ("Partner Center's estimate of the Azure usage of the current calendar month, which "
                        "Microsoft refreshes about daily and revises; not an invoice.")
