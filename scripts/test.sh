@@ -3,10 +3,12 @@
 #
 # Installs what the tests need when it is missing (Debian's prometheus package for
 # promtool and a real Prometheus server, prometheus-alertmanager for a real
-# Alertmanager and amtool; Python tools for the deployment checks),
-# then runs formatting and lint checks, the Rust tests (unit, property and
-# integration tests against the simulator), the alert-rule tests, the dashboard
-# drift test against a real Prometheus, and the deployment checks.
+# Alertmanager and amtool; Python tools for the deployment checks and the
+# dashboards' generator), then runs formatting and lint checks, the Rust tests
+# (unit, property and integration tests against the simulator, the end-to-end
+# alert delivery through Alertmanager), the alert-rule tests, the check that the
+# dashboards are generated from their source, the dashboard drift test against a
+# real Prometheus, and the deployment checks.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -41,6 +43,9 @@ cargo test --locked --release --workspace 2>&1 | tee target/test-output.txt
 
 step "alert and recording rules (promtool check + promtool test), Alertmanager example (amtool check-config)"
 scripts/check-rules.sh
+
+step "dashboards are generated from dashboards/src (gen-dashboards --check)"
+scripts/gen-dashboards --check
 
 step "dashboards and rules against a real Prometheus scraping the exporter (drift test)"
 python3 tests/checks/drift_test.py target/release/partnercenter-exporter

@@ -15,11 +15,12 @@ prometheus/ loaded, then checks:
     and once with one concrete value per variable), parses and returns data;
   * every rule loaded, healthy, and its expression parses; every recording rule
     produces series; the queries inside alert annotations parse;
-  * no cost gauge (or a recording rule built on them) is fed to sum_over_time,
-    increase, rate or irate: they are running totals already;
+  * no cost or other money gauge (or a recording rule built on them) is fed to
+    sum_over_time, increase, rate or irate: they are running totals already;
   * every metric name used anywhere is exported by the exporter (or is a
     series Prometheus makes itself, such as `up`, or a recording rule defined
-    in prometheus/).
+    in prometheus/), and every exported metric is used by a dashboard or rule
+    (but the few listed in NOT_ON_DASHBOARDS).
 
 Prints one line per check and a final "N passed, N failed" line; exits non-zero
 on any failure. Python 3 standard library only; starting, waiting for and
@@ -56,11 +57,28 @@ PROMETHEUS_SERIES = {
     "ALERTS", "ALERTS_FOR_STATE",
 }
 
-# Metrics that hold running totals of the billing period (gauges): summing or
-# rating them over time is always wrong.
+# Metrics that hold running totals of the billing period or month (gauges), and
+# the other money gauges (budgets, invoice amounts): summing or rating them over
+# time is always wrong.
 RUNNING_TOTAL = re.compile(
     r"^(partnercenter_service_costs_(pretax|tax|after_tax)|partnercenter_customer_budget"
+    r"|partnercenter_subscription_costs_(pretax|tax|after_tax)|partnercenter_usage_(cost_estimate|budget)"
+    r"|partnercenter_usage_cost_estimate_usd|partnercenter_invoice_(total_charges|paid_amount)"
+    r"|partnercenter_invoices_(balance|last_payment_amount)"
     r"|partnercenter:.*(after_tax|budget).*)$")
+# Money amounts, each with a `currency` label: the panels that show them need
+# currency units.
+MONEY = re.compile(
+    r"partnercenter_service_costs_(pretax|tax|after_tax)\b|partnercenter_customer_budget\b"
+    r"|partnercenter_subscription_costs_(pretax|tax|after_tax)\b|partnercenter_usage_(cost_estimate|budget)\b"
+    r"|partnercenter_invoice_(total_charges|paid_amount)\b|partnercenter_invoices_(balance|last_payment_amount)\b")
+# Exported metrics that no dashboard or rule needs to use (every other one must
+# be used by one), and why.
+NOT_ON_DASHBOARDS = {
+    "partnercenter_usage_cost_estimate_usd": "the USD equivalent of partnercenter_usage_cost_estimate",
+    "partnercenter_usage_azure_plan": "the kind of usage record (Azure plan or legacy), for ad-hoc queries",
+    "partnercenter_refresh_token_persist_failures_total": "logged; for an alert rule, not a dashboard",
+}
 TIME_SUM_FUNCS = ("sum_over_time", "increase", "rate", "irate")
 
 PROMQL_FUNCTIONS = {
@@ -198,7 +216,14 @@ def self_test(rep):
     ok = ok and misused_running_totals("sum_over_time(partnercenter_service_costs_after_tax[1d])") != []
     ok = ok and misused_running_totals("max_over_time(partnercenter_service_costs_after_tax[1d])") == []
     ok = ok and misused_running_totals("rate(partnercenter_api_requests_total[5m])") == []
-    rep.check("self-test: metric-name extraction and running-total misuse detection", ok)
+    ok = ok and misused_running_totals("increase(partnercenter_usage_cost_estimate[1d])") != []
+    ok = ok and misused_running_totals("sum_over_time(partnercenter_invoice_total_charges[30d])") != []
+    ok = ok and misused_running_totals("last_over_time((partnercenter_service_costs_after_tax * x)[1d:5m])") == []
+    ok = ok and bool(MONEY.search("partnercenter_usage_budget{a=\"b\"}"))
+    ok = ok and not MONEY.search("partnercenter_usage_cost_estimate_usd")
+    ok = ok and leftover_variables('label_replace(v, "m", "$1-$2", "m", "(.*)")') == []
+    ok = ok and leftover_variables("x{a=~\"$customer\"}[$__range]") == ["$customer", "$__range"]
+    rep.check("self-test: metric-name extraction, running-total misuse, money and variable detection", ok)
 
 
 # ---------------------------------------------------------------- Grafana emulation
@@ -211,6 +236,12 @@ def regex_escape(value):
 def regular_escape(value):
     """Grafana's Prometheus datasource escaping for single-value variables."""
     return value.replace("\\", "\\\\").replace("'", "\\\\'")
+
+
+def leftover_variables(expr):
+    """Variable references left in an interpolated expression; `$1` (a regex
+    capture group in label_replace's replacement) is not a variable."""
+    return re.findall(r"\$(?!\d)\w+|\$\{[^}]*\}|\[\[\w+\]\]", expr)
 
 
 def interpolate(expr, values, builtins):
@@ -289,7 +320,7 @@ def static_checks(rep, name, dash):
                 problems.append("%s: target without expr/refId" % title)
         # money panels: currency units
         exprs = " ".join(t.get("expr", "") for t in targets)
-        money = re.search(r"partnercenter_service_costs_(pretax|tax|after_tax)|partnercenter_customer_budget", exprs)
+        money = MONEY.search(exprs)
         unit = p.get("fieldConfig", {}).get("defaults", {}).get("unit", "")
         ratio = unit in ("percentunit", "percent") or p.get("type") == "gauge"
         counts = re.match(r"\s*count\(", exprs) is not None
@@ -298,8 +329,14 @@ def static_checks(rep, name, dash):
                         for prop in ov.get("properties", []) if prop.get("id") == "unit"}
             if not (unit.startswith("currency") or {"currencyUSD", "currencyEUR"} <= ov_units):
                 problems.append("%s: money panel without currency unit (override)" % title)
+            # A table pivoted to one column per currency gets its units by column name.
+            pivoted = any(tr.get("id") == "groupingToMatrix" and tr.get("options", {}).get("columnField") == "currency"
+                          for tr in p.get("transformations", []))
             for t in targets:
-                if not t.get("legendFormat", "").rstrip().endswith("{{currency}}"):
+                if pivoted:
+                    if t.get("format") != "table":
+                        problems.append("%s %s: a pivoted panel needs table-format queries" % (title, t.get("refId")))
+                elif not t.get("legendFormat", "").rstrip().endswith("{{currency}}"):
                     problems.append("%s %s: legend must end with {{currency}} for the unit override"
                                     % (title, t.get("refId")))
         if money and p.get("type") == "table":
@@ -516,14 +553,21 @@ def run(args, rep, tmp):
             misuse[where] = bad
             rep.check("%s: no sum_over_time/increase/rate over running totals" % where, False, ", ".join(bad))
 
-    # a customer with costs, a budget and a billing period: the customer dashboards
+    # a customer with costs, a budget and a billing period (and, best, a usage
+    # budget in Partner Center and subscription costs): the customer dashboards
     # have something in every panel for it
     combo = {}
-    pref = prom.query(
-        "max by (customer_id, currency, invoice_type) (partnercenter_service_costs_after_tax"
-        " and on (customer_id, currency) partnercenter_customer_budget"
-        " and on (customer_id, invoice_type) partnercenter_service_costs_billing_period_start_timestamp_seconds)")
-    cands = pref.get("data", {}).get("result", []) or prom.query(
+    base = ("partnercenter_service_costs_after_tax"
+            " and on (customer_id, currency) partnercenter_customer_budget"
+            " and on (customer_id, invoice_type) partnercenter_service_costs_billing_period_start_timestamp_seconds")
+    full = prom.query(
+        "max by (customer_id, currency, invoice_type) (%s"
+        " and on (customer_id, currency) partnercenter_usage_budget"
+        " and on (customer_id, invoice_type, currency) partnercenter_subscription_costs_after_tax)" % base)
+    rep.check("the demo has a customer with costs, both budgets, a billing period and subscription costs",
+              has_data(full), "no such customer: the usage and subscription panels get no data for the variables")
+    pref = prom.query("max by (customer_id, currency, invoice_type) (%s)" % base)
+    cands = full.get("data", {}).get("result", []) or pref.get("data", {}).get("result", []) or prom.query(
         "max by (customer_id, currency, invoice_type) (partnercenter_service_costs_after_tax)"
     ).get("data", {}).get("result", [])
     if cands:
@@ -607,7 +651,7 @@ def run(args, rep, tmp):
                 check_no_misuse(raw, where)
                 for label, vals in (("defaults", default_vals), ("single values", single_vals)):
                     expr = interpolate(raw, vals, builtins)
-                    leftover = re.findall(r"\$\w+|\$\{[^}]*\}|\[\[\w+\]\]", expr)
+                    leftover = leftover_variables(expr)
                     if leftover:
                         rep.check("%s [%s]: all variables substituted" % (where, label), False, str(leftover))
                         continue
@@ -673,8 +717,12 @@ def run(args, rep, tmp):
     unused = sorted(n for n in exported if n not in used_names and not n.startswith(("process_", "go_"))
                     and not n.endswith(("_bucket", "_sum", "_count", "_created"))
                     and n + "_bucket" not in used_names)
-    if unused:
-        Report.info("exported but used by no dashboard or rule: %s" % ", ".join(unused))
+    for n in sorted(NOT_ON_DASHBOARDS):
+        if n in unused:
+            Report.info("exported but used by no dashboard or rule: %s (%s)" % (n, NOT_ON_DASHBOARDS[n]))
+    missing = [n for n in unused if n not in NOT_ON_DASHBOARDS]
+    rep.check("every exported metric is used by a dashboard or rule (but %d listed)" % len(NOT_ON_DASHBOARDS),
+              not missing, "used nowhere: %s" % ", ".join(missing))
 
 
 def main():
