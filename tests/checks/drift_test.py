@@ -14,7 +14,9 @@ prometheus/ loaded, then checks:
     substituted (once with the dashboard's defaults, "All" where there is one,
     and once with one concrete value per variable), parses and returns data;
   * every rule loaded, healthy, and its expression parses; every recording rule
-    produces series; the queries inside alert annotations parse;
+    produces series; the queries inside alert annotations parse; every alert
+    has a severity (warning or critical), a summary, a description and a
+    runbook_url whose anchor is a heading of the README;
   * no cost or other money gauge (or a recording rule built on them) is fed to
     sum_over_time, increase, rate or irate: they are running totals already;
   * every metric name used anywhere is exported by the exporter (or is a
@@ -381,6 +383,20 @@ class Prom:
                                                 "step": str(step)})
 
 
+def github_anchors(path):
+    """The anchors GitHub gives the headings of a Markdown file: lower case,
+    punctuation dropped, spaces as hyphens (code blocks skipped)."""
+    anchors, fenced = set(), False
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            if line.startswith("```"):
+                fenced = not fenced
+            elif not fenced and re.match(r"#{1,6} ", line):
+                title = line.lstrip("#").strip().lower()
+                anchors.add(re.sub(r"[^\w\- ]", "", title).replace(" ", "-"))
+    return anchors
+
+
 def has_data(resp):
     if resp.get("status") != "success":
         return False
@@ -664,6 +680,7 @@ def run(args, rep, tmp):
                     rep.check("%s [%s] returns data" % (where, label), has_data(resp), detail)
 
     # ------------------------------------------------ rules
+    readme_anchors = github_anchors(os.path.join(ROOT, "README.md"))
     groups = prom.api("/api/v1/rules", post=False).get("data", {}).get("groups", [])
     loaded_files = {g.get("file") for g in groups}
     rep.check("Prometheus loaded every rule file (%d groups)" % len(groups),
@@ -685,6 +702,15 @@ def run(args, rep, tmp):
                 rep.check("%s: produces series" % where, has_data(resp), resp.get("error", "no series"))
             if kind == "alert":
                 Report.info("%s: %s, %d active" % (where, r.get("state"), len(r.get("alerts", []))))
+                labels, notes = r.get("labels") or {}, r.get("annotations") or {}
+                rep.check("%s: severity is warning or critical" % where,
+                          labels.get("severity") in ("warning", "critical"), "labels: %s" % labels)
+                missing = [k for k in ("summary", "description", "runbook_url") if not notes.get(k)]
+                rep.check("%s: has a summary, a description and a runbook_url" % where, not missing,
+                          "missing: %s" % missing)
+                anchor = (notes.get("runbook_url") or "").partition("README.md#")[2]
+                rep.check("%s: runbook_url points at a README heading" % where, anchor in readme_anchors,
+                          "no heading with the anchor %r in README.md" % anchor)
                 for key, text in sorted((r.get("annotations") or {}).items()):
                     for fmt in re.findall(r'printf\s+"((?:[^"\\]|\\.)*)"', text):
                         q = fmt.replace('\\"', '"')
