@@ -276,6 +276,47 @@ async fn check_reports_the_customers_and_their_pages_and_persists_the_rotated_to
 }
 
 #[tokio::test]
+async fn check_fetches_line_items_when_that_collector_is_on_and_names_it_when_refused() {
+    let sim = simulator(3).await;
+    let dir = tempfile::tempdir().unwrap();
+    let (token, secret) = confidential(&sim, dir.path());
+    let flags = [
+        "--auth.client-secret-file",
+        &secret,
+        "--collector.lineitems",
+    ];
+    let (code, out) = run("check", &sim, &token, &flags, &[]).await;
+    assert_eq!(code, Some(0), "{out}");
+    let line = out
+        .lines()
+        .find(|l| l.starts_with("lineitems:"))
+        .unwrap_or_else(|| panic!("no lineitems line in {out}"));
+    assert!(
+        line.contains(" ok: ") && line.contains("line items"),
+        "{line}"
+    );
+    assert!(out.contains("invoices:   ok"), "{out}");
+    let asked = sim.stats().lineitems;
+    assert!(asked >= 1, "line items were fetched: {asked}");
+
+    // Refused: exit 1, the collector named with what to do.
+    sim.knobs().set_line_items_status(Some(403));
+    let (code, out) = run("check", &sim, &token, &flags, &[]).await;
+    assert_eq!(code, Some(1), "{out}");
+    assert!(out.contains("lineitems:  FAILED"), "{out}");
+    let last = out.trim_end().lines().last().unwrap();
+    assert!(
+        last.contains("lineitems") && last.contains("--no-collector.lineitems"),
+        "{last}"
+    );
+    assert!(
+        out.contains("servicecosts: ok"),
+        "the others still answer: {out}"
+    );
+    assert_no_secrets(&sim, &out);
+}
+
+#[tokio::test]
 async fn check_names_the_sign_in_on_a_revoked_token_and_exits_2_on_bad_configuration() {
     let sim = simulator(2).await;
     let dir = tempfile::tempdir().unwrap();
