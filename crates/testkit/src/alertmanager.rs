@@ -8,7 +8,7 @@
 //! webhook format: `status`, `groupLabels`, `alerts[].labels`, `.annotations`).
 
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -16,7 +16,7 @@ use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
-use crate::host::{find_on_path, free_port};
+use crate::host::{find_on_path, free_port, spawn_server, wait_until_ready};
 
 /// An Alertmanager on a free loopback port with the configuration a test gives,
 /// clustering off and a temporary data directory; killed on drop.
@@ -42,40 +42,22 @@ impl Alertmanager {
         let (ok, out, err) = amtool(&["check-config", &file.display().to_string()]);
         assert!(ok, "amtool check-config:\n{out}{err}\n{config}");
         let port = free_port();
-        let child = Command::new(binary)
-            .arg(format!("--config.file={}", file.display()))
-            .arg(format!(
-                "--storage.path={}",
-                dir.path().join("data").display()
-            ))
-            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+        let args = [
+            format!("--config.file={}", file.display()),
+            format!("--storage.path={}", dir.path().join("data").display()),
+            format!("--web.listen-address=127.0.0.1:{port}"),
             // No gossip: one instance, and no port of the machine's taken.
-            .arg("--cluster.listen-address=")
-            .arg("--log.level=warn")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("alertmanager starts");
+            "--cluster.listen-address=".to_owned(),
+            "--log.level=warn".to_owned(),
+        ];
         let am = Alertmanager {
-            child,
+            child: spawn_server(&binary, &args, "alertmanager"),
             url: format!("http://127.0.0.1:{port}"),
             addr: format!("127.0.0.1:{port}"),
             _dir: dir,
         };
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            if let Ok(r) = reqwest::get(format!("{}/-/ready", am.url)).await {
-                if r.status().is_success() {
-                    return am;
-                }
-            }
-            assert!(
-                Instant::now() < deadline,
-                "alertmanager did not become ready"
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        wait_until_ready(&format!("{}/-/ready", am.url), "alertmanager").await;
+        am
     }
 
     /// The alerts Alertmanager holds now (`GET /api/v2/alerts`).

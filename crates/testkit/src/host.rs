@@ -1,9 +1,11 @@
 //! What a test needs from the machine it runs on: free loopback ports, programs on
-//! `PATH`, and files only their owner may read (the exporter refuses secret files
-//! that others can read).
+//! `PATH` started as quiet servers and waited for, and files only their owner may
+//! read (the exporter refuses secret files that others can read).
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
 
 /// A TCP port on 127.0.0.1 that was free a moment ago, for servers that cannot
 /// listen on port 0 and report the port they got (Prometheus, nginx).
@@ -37,4 +39,32 @@ pub fn secret_file_bytes(dir: &Path, name: &str, bytes: &[u8]) -> PathBuf {
     std::fs::write(&path, bytes).expect("write the secret file");
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).expect("chmod 0600");
     path
+}
+
+/// Starts `binary` with `args`, without input and with its output discarded: a
+/// server that a test runs (Prometheus, Alertmanager). `what` names it in the panic
+/// if it cannot start.
+pub fn spawn_server(binary: &Path, args: &[String], what: &str) -> Child {
+    Command::new(binary)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| panic!("{what} does not start: {e}"))
+}
+
+/// Waits until a `GET` of `url` answers 2xx, at most 30 s; panics naming `what`
+/// otherwise.
+pub async fn wait_until_ready(url: &str, what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Ok(r) = reqwest::get(url).await {
+            if r.status().is_success() {
+                return;
+            }
+        }
+        assert!(Instant::now() < deadline, "{what} did not become ready");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }

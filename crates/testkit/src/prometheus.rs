@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::host::{find_on_path, free_port};
+use crate::host::{find_on_path, free_port, spawn_server, wait_until_ready};
 
 /// A Prometheus server on a free loopback port, with a generated configuration
 /// and a temporary data directory; killed on drop.
@@ -56,34 +56,19 @@ impl Prometheus {
         text.push_str(&format!("scrape_configs:\n{scrape_configs}"));
         std::fs::write(&config, text).unwrap();
         let port = free_port();
-        let child = Command::new(binary)
-            .arg(format!("--config.file={}", config.display()))
-            .arg(format!(
-                "--storage.tsdb.path={}",
-                dir.path().join("data").display()
-            ))
-            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-            .arg("--log.level=warn")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("prometheus starts");
+        let args = [
+            format!("--config.file={}", config.display()),
+            format!("--storage.tsdb.path={}", dir.path().join("data").display()),
+            format!("--web.listen-address=127.0.0.1:{port}"),
+            "--log.level=warn".to_owned(),
+        ];
         let p = Prometheus {
-            child,
+            child: spawn_server(&binary, &args, "prometheus"),
             url: format!("http://127.0.0.1:{port}"),
             _dir: dir,
         };
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            if let Ok(r) = reqwest::get(format!("{}/-/ready", p.url)).await {
-                if r.status().is_success() {
-                    return p;
-                }
-            }
-            assert!(Instant::now() < deadline, "prometheus did not become ready");
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        wait_until_ready(&format!("{}/-/ready", p.url), "prometheus").await;
+        p
     }
 
     /// An instant query; the `data.result` array.
