@@ -9,7 +9,7 @@ use std::time::{Duration, SystemTime};
 
 use serde_json::{json, Value};
 use testkit::alertmanager::{amtool, rules_with_for};
-use testkit::{simulator, Alertmanager, Notification, Prometheus, TestApp, WebhookReceiver};
+use testkit::{simulator, Alertmanager, Prometheus, TestApp, WebhookReceiver};
 
 const ROOT: &str = env!("CARGO_MANIFEST_DIR");
 /// What the example configuration's receivers post to; the test replaces it with
@@ -60,15 +60,6 @@ fn usage_record(id: &str, name: &str, total: f64, budget: f64) -> Value {
         "lastModifiedDate": now,
         "attributes": {"objectType": "CustomerMonthlyUsageRecord"}
     })
-}
-
-/// The alerts of all notifications named `alertname`, with the path each came to.
-fn alerts_named(received: &[Notification], alertname: &str) -> Vec<(String, Value)> {
-    received
-        .iter()
-        .flat_map(|n| n.alerts().into_iter().map(|a| (n.path.clone(), a)))
-        .filter(|(_, a)| a["labels"]["alertname"] == alertname)
-        .collect()
 }
 
 #[tokio::test]
@@ -146,13 +137,13 @@ async fn a_customer_over_its_budgets_is_notified_through_alertmanager_and_one_un
         .wait_for(
             "for PartnerCenterUsageOverBudget",
             Duration::from_secs(90),
-            |n| !alerts_named(std::slice::from_ref(n), "PartnerCenterUsageOverBudget").is_empty(),
+            |n| n.alert("PartnerCenterUsageOverBudget").is_some(),
         )
         .await;
     assert_eq!(usage.body["status"], "firing", "{:#}", usage.body);
     assert_eq!(usage.path, "/critical", "routed by severity");
     assert_eq!(usage.body["groupLabels"]["customer_id"], over.as_str());
-    let alert = &alerts_named(std::slice::from_ref(&usage), "PartnerCenterUsageOverBudget")[0].1;
+    let alert = &usage.alert("PartnerCenterUsageOverBudget").unwrap();
     assert_eq!(alert["labels"]["customer_id"], over.as_str());
     assert_eq!(alert["labels"]["customer_name"], over_name);
     assert_eq!(alert["labels"]["currency"], "USD");
@@ -178,17 +169,11 @@ async fn a_customer_over_its_budgets_is_notified_through_alertmanager_and_one_un
         .wait_for(
             "for PartnerCenterCustomerOverBudget",
             Duration::from_secs(60),
-            |n| {
-                !alerts_named(std::slice::from_ref(n), "PartnerCenterCustomerOverBudget").is_empty()
-            },
+            |n| n.alert("PartnerCenterCustomerOverBudget").is_some(),
         )
         .await;
     assert_eq!(budget.path, "/critical");
-    let alert = &alerts_named(
-        std::slice::from_ref(&budget),
-        "PartnerCenterCustomerOverBudget",
-    )[0]
-    .1;
+    let alert = &budget.alert("PartnerCenterCustomerOverBudget").unwrap();
     assert_eq!(alert["labels"]["customer_id"], over.as_str());
     assert_eq!(alert["labels"]["customer_name"], over_name);
     let description = alert["annotations"]["description"].as_str().unwrap();

@@ -104,6 +104,13 @@ impl Notification {
     pub fn alerts(&self) -> Vec<Value> {
         self.body["alerts"].as_array().cloned().unwrap_or_default()
     }
+
+    /// The first of its alerts called `alertname`, if any.
+    pub fn alert(&self, alertname: &str) -> Option<Value> {
+        self.alerts()
+            .into_iter()
+            .find(|a| a["labels"]["alertname"] == alertname)
+    }
 }
 
 /// A webhook receiver on a loopback port of its own; it records what it is sent
